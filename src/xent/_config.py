@@ -1,0 +1,102 @@
+"""Runtime configuration: SIMD path selection and show_config()."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import warnings
+
+import numpy as np
+
+from ._kernels import _core
+from ._version import __version__
+
+_SIMD_ENV = "XENT_SIMD"
+
+
+def _apply_simd_env() -> None:
+    """Honour XENT_SIMD=scalar|avx2|avx512 (a request above the CPU's level is clamped)."""
+    want = os.environ.get(_SIMD_ENV, "").strip().lower()
+    if not want:
+        return
+    if want not in _core.SIMD_NAMES:
+        warnings.warn(
+            f"{_SIMD_ENV}={want!r} is not one of {', '.join(_core.SIMD_NAMES)}; ignored",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return
+    _core.simd_select(want)
+
+
+def openmp_enabled() -> bool:
+    """Return True if xent was built with OpenMP.
+
+    Examples
+    --------
+    >>> import xent
+    >>> isinstance(xent.openmp_enabled(), bool)
+    True
+    """
+    return _core.openmp_enabled()
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def config_dict() -> dict:
+    """Everything show_config() prints, as a dict (used by the benchmark report)."""
+    from ._threads import get_num_threads
+
+    info = _core.build_info()
+    return {
+        "xent": __version__,
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "compiler": info["compiler"],
+        "flags": info["flags"],
+        "openmp": _core.openmp_enabled(),
+        "omp_max_threads": _core.omp_max_threads(),
+        "num_threads": get_num_threads(),
+        "simd_supported": _core.simd_supported(),
+        "simd_active": _core.simd_active(),
+    }
+
+
+def show_config() -> None:
+    """Print the xent build and runtime configuration.
+
+    Shows the versions of xent, NumPy and Python, the compiler and flags the
+    extension was built with, whether OpenMP is on and how many threads xent
+    uses, and the SIMD path chosen at run time (``XENT_SIMD`` can force a lower
+    one).  Include this output in bug reports.
+
+    Examples
+    --------
+    >>> import xent
+    >>> xent.show_config()  # doctest: +ELLIPSIS
+    xent ...
+    """
+    c = config_dict()
+    print(f"xent {c['xent']}")
+    print(f"  python          {c['python']} ({c['platform']})")
+    print(f"  numpy           {c['numpy']}")
+    print(f"  cpu             {c['cpu']} ({c['cpu_count']} logical CPUs)")
+    print(f"  compiler        {c['compiler']}")
+    print(f"  flags           {c['flags']}")
+    print(f"  openmp          {'on' if c['openmp'] else 'off (serial build)'}")
+    print(f"  threads         {c['num_threads']} (OpenMP default {c['omp_max_threads']})")
+    print(f"  simd            {c['simd_active']} (best supported: {c['simd_supported']}; "
+          f"force with {_SIMD_ENV}=scalar|avx2|avx512)")

@@ -1,0 +1,60 @@
+# Softmax family: logsumexp / softmax / log_softmax over contiguous rows.
+
+cdef extern from "xent_kernels.h" nogil:
+    int64_t xent_logsumexp_rows_f32(const float *x, int64_t n, int64_t c, float *out, int nt)
+    int64_t xent_logsumexp_rows_f64(const double *x, int64_t n, int64_t c, double *out, int nt)
+    int64_t xent_softmax_rows_f32(const float *x, int64_t n, int64_t c, float *out, int nt)
+    int64_t xent_softmax_rows_f64(const double *x, int64_t n, int64_t c, double *out, int nt)
+    int64_t xent_log_softmax_rows_f32(const float *x, int64_t n, int64_t c, float *out, int nt)
+    int64_t xent_log_softmax_rows_f64(const double *x, int64_t n, int64_t c, double *out, int nt)
+    int64_t xent_exp_array_f32(const float *x, int64_t n, float *out)
+    int64_t xent_exp_array_f64(const double *x, int64_t n, double *out)
+
+
+def logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
+    """Row-wise logsumexp; see xent.logsumexp."""
+    cdef int64_t n = x.shape[0], c = x.shape[1]
+    if out.shape[0] != n:
+        raise ValueError("logsumexp_rows: out has the wrong length")
+    if n == 0:
+        return
+    cdef const floating *px = &x[0, 0] if c > 0 else NULL
+    with nogil:
+        if floating is float:
+            xent_logsumexp_rows_f32(px, n, c, &out[0], n_threads)
+        else:
+            xent_logsumexp_rows_f64(px, n, c, &out[0], n_threads)
+
+
+def softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, int n_threads, bint log):
+    """Row-wise softmax or log_softmax; see xent.softmax / xent.log_softmax."""
+    cdef int64_t n = x.shape[0], c = x.shape[1]
+    if out.shape[0] != n or out.shape[1] != c:
+        raise ValueError("softmax_rows: out has the wrong shape")
+    if n == 0 or c == 0:
+        return
+    with nogil:
+        if floating is float:
+            if log:
+                xent_log_softmax_rows_f32(&x[0, 0], n, c, &out[0, 0], n_threads)
+            else:
+                xent_softmax_rows_f32(&x[0, 0], n, c, &out[0, 0], n_threads)
+        else:
+            if log:
+                xent_log_softmax_rows_f64(&x[0, 0], n, c, &out[0, 0], n_threads)
+            else:
+                xent_softmax_rows_f64(&x[0, 0], n, c, &out[0, 0], n_threads)
+
+
+def exp_array(const floating[::1] x, floating[::1] out):
+    """Vector exp of the active SIMD path (test hook for the accuracy sweep)."""
+    cdef int64_t n = x.shape[0]
+    if out.shape[0] != n:
+        raise ValueError("exp_array: out has the wrong length")
+    if n == 0:
+        return
+    with nogil:
+        if floating is float:
+            xent_exp_array_f32(&x[0], n, &out[0])
+        else:
+            xent_exp_array_f64(&x[0], n, &out[0])

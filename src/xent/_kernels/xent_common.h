@@ -1,0 +1,72 @@
+/*
+ * xent_common.h -- portability layer shared by every kernel translation unit.
+ *
+ * Design: kernels are plain C11.  OpenMP appears only through XENT_PRAGMA_OMP so
+ * that a build without OpenMP (or with MSVC's OpenMP 2.0) compiles the same
+ * source serially.  Nothing here allocates, raises or prints.
+ */
+#ifndef XENT_COMMON_H
+#define XENT_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+
+#if defined(_MSC_VER) && !defined(__clang__)
+#define XENT_RESTRICT __restrict
+#define XENT_INLINE static __forceinline
+#define XENT_LIKELY(x) (x)
+#define XENT_UNLIKELY(x) (x)
+#else
+#define XENT_RESTRICT restrict
+#define XENT_INLINE static inline __attribute__((always_inline))
+#define XENT_LIKELY(x) __builtin_expect(!!(x), 1)
+#define XENT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#endif
+
+#define XENT_STR_(x) #x
+#define XENT_CAT2_(a, b) a##_##b
+#define XENT_CAT2(a, b) XENT_CAT2_(a, b)
+#define XENT_CAT3(a, b, c) XENT_CAT2(XENT_CAT2(a, b), c)
+
+#ifdef _OPENMP
+#include <omp.h>
+#define XENT_PRAGMA_OMP(x) _Pragma(XENT_STR_(omp x))
+XENT_INLINE int xent_thread_id(void) { return omp_get_thread_num(); }
+XENT_INLINE int xent_team_size(void) { return omp_get_num_threads(); }
+#else
+#define XENT_PRAGMA_OMP(x)
+XENT_INLINE int xent_thread_id(void) { return 0; }
+XENT_INLINE int xent_team_size(void) { return 1; }
+#endif
+
+/* Status codes returned by kernels: 0 or a positive count of bad entries. */
+#define XENT_OK 0
+
+/*
+ * Work (in logits elements, weighted by cost) below which no thread team is
+ * started.  Waking an OpenMP team costs a few microseconds; one core handles
+ * about 64K float32 elements of softmax work in that time.
+ */
+#ifndef XENT_MIN_PARALLEL_WORK
+#define XENT_MIN_PARALLEL_WORK 65536
+#endif
+
+/* Number of threads to use for `work` elements: 1 below the threshold. */
+XENT_INLINE int xent_threads_for(int64_t work, int64_t n_tasks, int n_threads)
+{
+    if (n_threads <= 1 || work < XENT_MIN_PARALLEL_WORK || n_tasks <= 1) return 1;
+    if ((int64_t)n_threads > n_tasks) return (int)n_tasks;
+    return n_threads;
+}
+
+/* Contiguous block [lo, hi) of n items owned by part `k` of `parts`. */
+XENT_INLINE void xent_block_range(int64_t n, int parts, int k, int64_t *lo, int64_t *hi)
+{
+    int64_t q = n / parts, r = n % parts;
+    *lo = k * q + (k < r ? k : r);
+    *hi = *lo + q + (k < r ? 1 : 0);
+}
+
+#endif /* XENT_COMMON_H */

@@ -1,0 +1,2 @@
+/* Every kernel family, in one place (included by xent_instantiate.h). */
+#include "xent_softmax.h"

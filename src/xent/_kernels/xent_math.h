@@ -1,0 +1,115 @@
+/*
+ * xent_math.h -- vector elementary functions written once over xent_simd.h.
+ *
+ * xv_exp: Cody-Waite reduction x = n*ln2 + r, |r| <= ln2/2, then a polynomial
+ * for e**r and a scaling by 2**n built in the exponent field.
+ *   float32: Cephes' degree-7 minimax polynomial (1 + r + r^2 P5(r)).
+ *   float64: Taylor series to degree 13 (truncation < 4e-18 on |r| <= ln2/2).
+ * Measured error (tests/test_math.py, dense sweep against long double): <= 2 ulp
+ * for both types.  Overflow gives +inf, -inf gives +0, NaN propagates, and
+ * results in the subnormal range are rounded once (2**n split in two factors).
+ * The slower split scaling runs only for vectors holding such lanes.
+ */
+#ifndef XENT_MATH_H
+#define XENT_MATH_H
+
+#include "xent_simd.h"
+
+#if XENT_F32
+#define XENT_EXP_HI 88.8f            /* exp(88.73) > FLT_MAX */
+#define XENT_EXP_LO -104.0f          /* exp(-103.98) < FLT_TRUE_MIN / 2 */
+#define XENT_EXP_NMAX 126.0f         /* |n| beyond which 2**n is not normal */
+#define XENT_MAGIC 0x1.8p23f
+#define XENT_LOG2E 1.44269504088896341f
+#define XENT_LN2_HI 0.693359375f     /* few bits: n * LN2_HI is exact */
+#define XENT_LN2_LO -2.12194440e-4f
+#else
+#define XENT_EXP_HI 709.9
+#define XENT_EXP_LO -745.2
+#define XENT_EXP_NMAX 1022.0
+#define XENT_MAGIC 0x1.8p52
+#define XENT_LOG2E 1.4426950408889634074
+#define XENT_LN2_HI 0.693145751953125
+#define XENT_LN2_LO 1.42860682030941723212e-6
+#endif
+
+/* e**r for |r| <= ln2/2. */
+XENT_INLINE xv xv_exp_poly(xv r)
+{
+#if XENT_F32
+    xv p = xv_set1(1.9875691500e-4f);
+    p = xv_fmadd(p, r, xv_set1(1.3981999507e-3f));
+    p = xv_fmadd(p, r, xv_set1(8.3334519073e-3f));
+    p = xv_fmadd(p, r, xv_set1(4.1665795894e-2f));
+    p = xv_fmadd(p, r, xv_set1(1.6666665459e-1f));
+    p = xv_fmadd(p, r, xv_set1(5.0000001201e-1f));
+    p = xv_fmadd(p, xv_mul(r, r), r);
+    return xv_add(p, xv_set1(1.0f));
+#else
+    xv p = xv_set1(1.0 / 6227020800.0);              /* 1/13! */
+    p = xv_fmadd(p, r, xv_set1(1.0 / 479001600.0));  /* 1/12! */
+    p = xv_fmadd(p, r, xv_set1(1.0 / 39916800.0));
+    p = xv_fmadd(p, r, xv_set1(1.0 / 3628800.0));
+    p = xv_fmadd(p, r, xv_set1(1.0 / 362880.0));
+    p = xv_fmadd(p, r, xv_set1(1.0 / 40320.0));
+    p = xv_fmadd(p, r, xv_set1(1.0 / 5040.0));
+    p = xv_fmadd(p, r, xv_set1(1.0 / 720.0));
+    p = xv_fmadd(p, r, xv_set1(1.0 / 120.0));
+    p = xv_fmadd(p, r, xv_set1(1.0 / 24.0));
+    p = xv_fmadd(p, r, xv_set1(1.0 / 6.0));
+    p = xv_fmadd(p, r, xv_set1(0.5));
+    p = xv_fmadd(p, xv_mul(r, r), r);
+    return xv_add(p, xv_set1(1.0));
+#endif
+}
+
+XENT_INLINE xv xv_exp(xv x)
+{
+    /* min/max return their second operand on NaN: keep x second so NaN survives. */
+    xv xc = xv_max(xv_set1(XENT_EXP_LO), xv_min(xv_set1(XENT_EXP_HI), x));
+    xv magic = xv_set1(XENT_MAGIC);
+    xv n = xv_sub(xv_fmadd(xc, xv_set1(XENT_LOG2E), magic), magic); /* round to nearest */
+    xv r = xv_fnmadd(n, xv_set1(XENT_LN2_HI), xc);
+    r = xv_fnmadd(n, xv_set1(XENT_LN2_LO), r);
+    xv p = xv_exp_poly(r);
+    if (XENT_LIKELY(!xm_any(xv_not_le(xv_abs(n), xv_set1(XENT_EXP_NMAX)))))
+        return xv_mul(p, xv_pow2n(n));
+    {
+        /* 2**n = 2**n1 * 2**n2 with both factors normal: one rounding into the
+           subnormal range, overflow to inf above the range. */
+        xv n1 = xv_sub(xv_fmadd(n, xv_set1((XENT_T)0.5), magic), magic);
+        xv n2 = xv_sub(n, n1);
+        xv y = xv_mul(xv_mul(p, xv_pow2n(n1)), xv_pow2n(n2));
+        return xv_select(xv_isnan(x), x, y);
+    }
+}
+
+/* s * tanh(x / s) and, in *dy, its derivative 1 - tanh(x/s)**2. */
+XENT_INLINE xv xv_softcap(xv x, XENT_T s, XENT_T inv_s, xv *dy)
+{
+    /* tanh(u) = sign(u) (1 - 2 / (e^{2|u|} + 1)); accurate to a few ulp of 1,
+       which is all a logit needs. */
+    xv u = xv_mul(x, xv_set1(inv_s));
+    xv au = xv_abs(u);
+    xv e = xv_exp(xv_add(au, au));
+    xv t = xv_sub(xv_set1((XENT_T)1), xv_div(xv_set1((XENT_T)2), xv_add(e, xv_set1((XENT_T)1))));
+    xv neg = xv_sub(xv_zero(), t);
+    t = xv_select(xv_gt(xv_zero(), u), neg, t);
+    t = xv_select(xv_isnan(u), u, t);
+    *dy = xv_fnmadd(t, t, xv_set1((XENT_T)1));
+    return xv_mul(t, xv_set1(s));
+}
+
+/* Scalar versions on lane 0, for the per-row bookkeeping. */
+XENT_INLINE XENT_T xent_exp1(XENT_T x)
+{
+#if XENT_ISA == XENT_ISA_SCALAR
+    return xv_exp(x);
+#else
+    XENT_T out;
+    xv_store_part(&out, xv_exp(xv_set1(x)), 1);
+    return out;
+#endif
+}
+
+#endif /* XENT_MATH_H */

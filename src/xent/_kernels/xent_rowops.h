@@ -1,0 +1,198 @@
+/*
+ * xent_rowops.h -- the row building blocks every kernel family composes.
+ *
+ * A "row" is n contiguous elements.  Each block is one vectorised loop with a
+ * masked tail.  Sums of float32 values are accumulated in float lanes over a
+ * chunk of XENT_CHUNK elements and the chunk sums in double, so the error of a
+ * 262,144-class sum stays near that of a short float sum (policy documented in
+ * the Python docstrings).  Nothing here allocates or branches on data except
+ * for NaN/inf bookkeeping.
+ */
+#ifndef XENT_ROWOPS_H
+#define XENT_ROWOPS_H
+
+#include "xent_math.h"
+
+#define XENT_CHUNK 2048 /* elements per float-lane partial sum; 8 KiB of float32 fits L1 */
+
+XENT_INLINE XENT_T xent_neg_inf(void) { return -(XENT_T)INFINITY; }
+
+/* Largest element (a NaN may or may not win; callers see NaN in the sums). */
+XENT_INLINE XENT_T row_max(const XENT_T *XENT_RESTRICT x, int64_t n)
+{
+    xv m0 = xv_set1(xent_neg_inf()), m1 = m0, m2 = m0, m3 = m0;
+    int64_t i = 0;
+    for (; i + 4 * XV_N <= n; i += 4 * XV_N) {
+        m0 = xv_max(m0, xv_loadu(x + i));
+        m1 = xv_max(m1, xv_loadu(x + i + XV_N));
+        m2 = xv_max(m2, xv_loadu(x + i + 2 * XV_N));
+        m3 = xv_max(m3, xv_loadu(x + i + 3 * XV_N));
+    }
+    for (; i + XV_N <= n; i += XV_N) m0 = xv_max(m0, xv_loadu(x + i));
+    if (i < n) m1 = xv_max(m1, xv_load_part(x + i, n - i, xent_neg_inf()));
+    return xv_hmax(xv_max(xv_max(m0, m1), xv_max(m2, m3)));
+}
+
+/* True if the row holds a NaN (rare-path helper). */
+XENT_INLINE int row_has_nan(const XENT_T *XENT_RESTRICT x, int64_t n)
+{
+    int64_t i;
+    for (i = 0; i < n; ++i)
+        if (x[i] != x[i]) return 1;
+    return 0;
+}
+
+/*
+ * Sum of exp(x - m) over the row; if `e` is not NULL also stores exp(x - m)
+ * there (e may alias x).  If `w_sx` is not NULL, *w_sx receives
+ * sum_j v_j * (x_j - m) with v = `v` (or 1 when v is NULL).
+ */
+XENT_INLINE double row_sumexp(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
+                              const XENT_T *XENT_RESTRICT v, double *w_sx)
+{
+    const xv vm = xv_set1(m);
+    double s = 0.0, sx = 0.0;
+    int64_t c0;
+    for (c0 = 0; c0 < n; c0 += XENT_CHUNK) {
+        const int64_t c1 = (c0 + XENT_CHUNK < n) ? c0 + XENT_CHUNK : n;
+        xv a0 = xv_zero(), a1 = xv_zero(), b0 = xv_zero();
+        int64_t i = c0;
+        for (; i + 2 * XV_N <= c1; i += 2 * XV_N) {
+            xv d0 = xv_sub(xv_loadu(x + i), vm), d1 = xv_sub(xv_loadu(x + i + XV_N), vm);
+            xv e0 = xv_exp(d0), e1 = xv_exp(d1);
+            if (e) { xv_storeu(e + i, e0); xv_storeu(e + i + XV_N, e1); }
+            a0 = xv_add(a0, e0);
+            a1 = xv_add(a1, e1);
+            if (w_sx) {
+                if (v) {
+                    b0 = xv_fmadd(xv_loadu(v + i), d0, b0);
+                    b0 = xv_fmadd(xv_loadu(v + i + XV_N), d1, b0);
+                } else {
+                    b0 = xv_add(b0, xv_add(d0, d1));
+                }
+            }
+        }
+        for (; i < c1; i += XV_N) {
+            const int64_t k = c1 - i;
+            xv d0 = xv_sub(xv_load_part(x + i, k, xent_neg_inf()), vm);
+            xv e0 = xv_exp(d0);
+            if (e) xv_store_part(e + i, e0, k);
+            a0 = xv_add(a0, e0);
+            if (w_sx) {
+                /* masked lanes hold -inf: zero them so they add nothing */
+                xv dz = xv_sub(xv_load_part(x + i, k, m), vm);
+                b0 = v ? xv_fmadd(xv_load_part(v + i, k, 0), dz, b0) : xv_add(b0, dz);
+            }
+        }
+        s += xv_hsum(xv_add(a0, a1));
+        if (w_sx) sx += xv_hsum(b0);
+    }
+    if (w_sx) *w_sx = sx;
+    return s;
+}
+
+/*
+ * One pass over memory: running max and sum of exp(x - max), chunk by chunk
+ * (the chunk is re-read from L1 for the exponentials).
+ */
+XENT_INLINE void row_max_sumexp(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T *m_out, double *s_out)
+{
+    XENT_T m = xent_neg_inf();
+    double s = 0.0;
+    int64_t c0;
+    for (c0 = 0; c0 < n; c0 += XENT_CHUNK) {
+        const int64_t len = (c0 + XENT_CHUNK < n) ? XENT_CHUNK : n - c0;
+        const XENT_T cm = row_max(x + c0, len);
+        if (cm > m) {
+            if (s != 0.0) s *= (double)xent_exp1(m - cm);
+            m = cm;
+        }
+        s += row_sumexp(x + c0, len, m, NULL, NULL, NULL);
+    }
+    *m_out = m;
+    *s_out = s;
+}
+
+/* out = a * e (e may alias out). */
+XENT_INLINE void row_scale(const XENT_T *e, int64_t n, XENT_T a, XENT_T *out)
+{
+    const xv va = xv_set1(a);
+    int64_t i = 0;
+    for (; i + XV_N <= n; i += XV_N) xv_storeu(out + i, xv_mul(xv_loadu(e + i), va));
+    if (i < n) xv_store_part(out + i, xv_mul(xv_load_part(e + i, n - i, 0), va), n - i);
+}
+
+/* out = (x - m) - c, PyTorch's log_softmax ordering (x may alias out). */
+XENT_INLINE void row_sub2(const XENT_T *x, int64_t n, XENT_T m, XENT_T c, XENT_T *out)
+{
+    const xv vm = xv_set1(m), vc = xv_set1(c);
+    int64_t i = 0;
+    for (; i + XV_N <= n; i += XV_N) xv_storeu(out + i, xv_sub(xv_sub(xv_loadu(x + i), vm), vc));
+    if (i < n) xv_store_part(out + i, xv_sub(xv_sub(xv_load_part(x + i, n - i, 0), vm), vc), n - i);
+}
+
+/*
+ * Gradient row writer: out_j = a * src_j + b * v_j, where src_j is e_j (already
+ * exponentiated, `from_exp` = 0) or exp(x_j - m) (`from_exp` = 1), v is NULL
+ * (treated as 1, and b may be 0).  `stream` asks for non-temporal stores.
+ */
+XENT_INLINE void row_axpb(const XENT_T *src, int64_t n, int from_exp, XENT_T m, XENT_T a, XENT_T b,
+                          const XENT_T *XENT_RESTRICT v, XENT_T *out, int stream)
+{
+    const xv va = xv_set1(a), vb = xv_set1(b), vm = xv_set1(m);
+    int64_t i = 0;
+    if (stream && (uintptr_t)out % sizeof(XENT_T) == 0) {
+        /* a partial head vector (< XV_N elements) until `out` is aligned for streaming */
+        const uintptr_t addr = (uintptr_t)out;
+        int64_t head = (int64_t)(((sizeof(xv) - addr % sizeof(xv)) % sizeof(xv)) / sizeof(XENT_T));
+        if (head > n) head = n;
+        if (head > 0) {
+            xv s = xv_load_part(src, head, 0);
+            if (from_exp) s = xv_exp(xv_sub(s, vm));
+            xv r = v ? xv_fmadd(vb, xv_load_part(v, head, 0), xv_mul(va, s)) : xv_fmadd(va, s, vb);
+            xv_store_part(out, r, head);
+        }
+        i = head;
+        for (; i + XV_N <= n; i += XV_N) {
+            xv s = xv_loadu(src + i);
+            if (from_exp) s = xv_exp(xv_sub(s, vm));
+            xv r = v ? xv_fmadd(vb, xv_loadu(v + i), xv_mul(va, s)) : xv_fmadd(va, s, vb);
+            xv_stream(out + i, r);
+        }
+    } else {
+        for (; i + XV_N <= n; i += XV_N) {
+            xv s = xv_loadu(src + i);
+            if (from_exp) s = xv_exp(xv_sub(s, vm));
+            xv r = v ? xv_fmadd(vb, xv_loadu(v + i), xv_mul(va, s)) : xv_fmadd(va, s, vb);
+            xv_storeu(out + i, r);
+        }
+    }
+    if (i < n) {
+        const int64_t k = n - i;
+        xv s = xv_load_part(src + i, k, 0);
+        if (from_exp) s = xv_exp(xv_sub(s, vm));
+        xv r = v ? xv_fmadd(vb, xv_load_part(v + i, k, 0), xv_mul(va, s)) : xv_fmadd(va, s, vb);
+        xv_store_part(out + i, r, k);
+    }
+}
+
+/* Sum of a float array in double, fixed order for a given ISA (deterministic). */
+XENT_INLINE double row_sum_wide(const XENT_T *x, int64_t n)
+{
+    double s = 0.0;
+    int64_t c0;
+    for (c0 = 0; c0 < n; c0 += XENT_CHUNK) {
+        const int64_t c1 = (c0 + XENT_CHUNK < n) ? c0 + XENT_CHUNK : n;
+        xv a0 = xv_zero(), a1 = xv_zero();
+        int64_t i = c0;
+        for (; i + 2 * XV_N <= c1; i += 2 * XV_N) {
+            a0 = xv_add(a0, xv_loadu(x + i));
+            a1 = xv_add(a1, xv_loadu(x + i + XV_N));
+        }
+        for (; i < c1; i += XV_N) a0 = xv_add(a0, xv_load_part(x + i, c1 - i, 0));
+        s += xv_hsum(xv_add(a0, a1));
+    }
+    return s;
+}
+
+#endif /* XENT_ROWOPS_H */

@@ -1,0 +1,4 @@
+/* Kernels for scalar, f64 (see xent_instantiate.h). */
+#define XENT_ISA 0
+#define XENT_F32 0
+#include "xent_instantiate.h"

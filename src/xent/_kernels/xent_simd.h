@@ -1,0 +1,287 @@
+/*
+ * xent_simd.h -- a minimal vector abstraction, one instantiation per translation unit.
+ *
+ * Every kernel body is written once against the `xv_*` operations below.  Each
+ * of the six kernel translation units (xent_<isa>_<dtype>.c) defines
+ *   XENT_ISA  : XENT_ISA_SCALAR, XENT_ISA_AVX2 or XENT_ISA_AVX512
+ *   XENT_F32  : 1 for float, 0 for double
+ * and includes xent_instantiate.h, which includes this file.  The scalar
+ * "vector" has one lane, so the generic code is also the portable fallback.
+ *
+ * Types:  xv  -- vector of XENT_T,  xm -- lane mask,  XV_N -- lanes.
+ * Naming: xv_<op>; loads/stores are unaligned unless said otherwise.
+ */
+#ifndef XENT_SIMD_H
+#define XENT_SIMD_H
+
+#include "xent_common.h"
+
+#define XENT_ISA_SCALAR 0
+#define XENT_ISA_AVX2 1
+#define XENT_ISA_AVX512 2
+
+#if !defined(XENT_ISA) || !defined(XENT_F32)
+#error "define XENT_ISA and XENT_F32 before including xent_simd.h"
+#endif
+
+#if XENT_F32
+#define XENT_T float
+#define XENT_SFX f32
+#define XENT_ARGS_SFX f32
+#else
+#define XENT_T double
+#define XENT_SFX f64
+#define XENT_ARGS_SFX f64
+#endif
+
+#if XENT_ISA == XENT_ISA_AVX512
+#define XENT_ISA_SFX avx512
+#elif XENT_ISA == XENT_ISA_AVX2
+#define XENT_ISA_SFX avx2
+#else
+#define XENT_ISA_SFX scalar
+#endif
+
+/* Exported kernel names: xent_softmax_rows -> xent_softmax_rows_f32_avx512. */
+#define XENT_FN(name) XENT_CAT3(name, XENT_SFX, XENT_ISA_SFX)
+
+#if XENT_ISA != XENT_ISA_SCALAR
+#include <immintrin.h>
+#endif
+
+/* ------------------------------------------------------------------ AVX-512 */
+#if XENT_ISA == XENT_ISA_AVX512 && XENT_F32
+typedef __m512 xv;
+typedef __mmask16 xm;
+#define XV_N 16
+XENT_INLINE xv xv_set1(float a) { return _mm512_set1_ps(a); }
+XENT_INLINE xv xv_loadu(const float *p) { return _mm512_loadu_ps(p); }
+XENT_INLINE void xv_storeu(float *p, xv v) { _mm512_storeu_ps(p, v); }
+XENT_INLINE void xv_stream(float *p, xv v) { _mm512_stream_ps(p, v); }
+XENT_INLINE xm xm_first(int64_t n) { return (xm)((n >= 16) ? 0xFFFF : ((1u << n) - 1u)); }
+XENT_INLINE xv xv_load_part(const float *p, int64_t n, float fill)
+{ return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), xm_first(n), p); }
+XENT_INLINE void xv_store_part(float *p, xv v, int64_t n) { _mm512_mask_storeu_ps(p, xm_first(n), v); }
+XENT_INLINE xv xv_add(xv a, xv b) { return _mm512_add_ps(a, b); }
+XENT_INLINE xv xv_sub(xv a, xv b) { return _mm512_sub_ps(a, b); }
+XENT_INLINE xv xv_mul(xv a, xv b) { return _mm512_mul_ps(a, b); }
+XENT_INLINE xv xv_div(xv a, xv b) { return _mm512_div_ps(a, b); }
+XENT_INLINE xv xv_fmadd(xv a, xv b, xv c) { return _mm512_fmadd_ps(a, b, c); }
+XENT_INLINE xv xv_fnmadd(xv a, xv b, xv c) { return _mm512_fnmadd_ps(a, b, c); }
+XENT_INLINE xv xv_max(xv a, xv b) { return _mm512_max_ps(a, b); }
+XENT_INLINE xv xv_min(xv a, xv b) { return _mm512_min_ps(a, b); }
+XENT_INLINE xv xv_abs(xv a) { return _mm512_abs_ps(a); }
+XENT_INLINE xm xv_gt(xv a, xv b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+XENT_INLINE xm xv_ge(xv a, xv b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
+XENT_INLINE xm xv_eq(xv a, xv b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+XENT_INLINE xm xv_isnan(xv a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
+XENT_INLINE xm xv_not_le(xv a, xv b) { return _mm512_cmp_ps_mask(a, b, _CMP_NLE_UQ); }
+XENT_INLINE xv xv_select(xm m, xv a, xv b) { return _mm512_mask_blend_ps(m, b, a); }
+XENT_INLINE int xm_any(xm m) { return m != 0; }
+XENT_INLINE int xm_count(xm m) { return __builtin_popcount((unsigned)m); }
+XENT_INLINE float xv_hmax(xv v) { return _mm512_reduce_max_ps(v); }
+XENT_INLINE double xv_hsum(xv v)
+{
+    __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
+}
+/* 2**n for lanes holding integral n in the normal exponent range. */
+XENT_INLINE xv xv_pow2n(xv n)
+{
+    __m512i b = _mm512_castps_si512(_mm512_add_ps(n, _mm512_set1_ps(0x1.8p23f)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(127)), 23));
+}
+
+#elif XENT_ISA == XENT_ISA_AVX512
+typedef __m512d xv;
+typedef __mmask8 xm;
+#define XV_N 8
+XENT_INLINE xv xv_set1(double a) { return _mm512_set1_pd(a); }
+XENT_INLINE xv xv_loadu(const double *p) { return _mm512_loadu_pd(p); }
+XENT_INLINE void xv_storeu(double *p, xv v) { _mm512_storeu_pd(p, v); }
+XENT_INLINE void xv_stream(double *p, xv v) { _mm512_stream_pd(p, v); }
+XENT_INLINE xm xm_first(int64_t n) { return (xm)((n >= 8) ? 0xFF : ((1u << n) - 1u)); }
+XENT_INLINE xv xv_load_part(const double *p, int64_t n, double fill)
+{ return _mm512_mask_loadu_pd(_mm512_set1_pd(fill), xm_first(n), p); }
+XENT_INLINE void xv_store_part(double *p, xv v, int64_t n) { _mm512_mask_storeu_pd(p, xm_first(n), v); }
+XENT_INLINE xv xv_add(xv a, xv b) { return _mm512_add_pd(a, b); }
+XENT_INLINE xv xv_sub(xv a, xv b) { return _mm512_sub_pd(a, b); }
+XENT_INLINE xv xv_mul(xv a, xv b) { return _mm512_mul_pd(a, b); }
+XENT_INLINE xv xv_div(xv a, xv b) { return _mm512_div_pd(a, b); }
+XENT_INLINE xv xv_fmadd(xv a, xv b, xv c) { return _mm512_fmadd_pd(a, b, c); }
+XENT_INLINE xv xv_fnmadd(xv a, xv b, xv c) { return _mm512_fnmadd_pd(a, b, c); }
+XENT_INLINE xv xv_max(xv a, xv b) { return _mm512_max_pd(a, b); }
+XENT_INLINE xv xv_min(xv a, xv b) { return _mm512_min_pd(a, b); }
+XENT_INLINE xv xv_abs(xv a) { return _mm512_abs_pd(a); }
+XENT_INLINE xm xv_gt(xv a, xv b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
+XENT_INLINE xm xv_ge(xv a, xv b) { return _mm512_cmp_pd_mask(a, b, _CMP_GE_OQ); }
+XENT_INLINE xm xv_eq(xv a, xv b) { return _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ); }
+XENT_INLINE xm xv_isnan(xv a) { return _mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q); }
+XENT_INLINE xm xv_not_le(xv a, xv b) { return _mm512_cmp_pd_mask(a, b, _CMP_NLE_UQ); }
+XENT_INLINE xv xv_select(xm m, xv a, xv b) { return _mm512_mask_blend_pd(m, b, a); }
+XENT_INLINE int xm_any(xm m) { return m != 0; }
+XENT_INLINE int xm_count(xm m) { return __builtin_popcount((unsigned)m); }
+XENT_INLINE double xv_hmax(xv v) { return _mm512_reduce_max_pd(v); }
+XENT_INLINE double xv_hsum(xv v) { return _mm512_reduce_add_pd(v); }
+XENT_INLINE xv xv_pow2n(xv n)
+{
+    __m512i b = _mm512_castpd_si512(_mm512_add_pd(n, _mm512_set1_pd(0x1.8p52)));
+    return _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(b, _mm512_set1_epi64(1023)), 52));
+}
+
+/* ------------------------------------------------------------------ AVX2 */
+#elif XENT_ISA == XENT_ISA_AVX2 && XENT_F32
+typedef __m256 xv;
+typedef __m256 xm;
+#define XV_N 8
+XENT_INLINE xv xv_set1(float a) { return _mm256_set1_ps(a); }
+XENT_INLINE xv xv_loadu(const float *p) { return _mm256_loadu_ps(p); }
+XENT_INLINE void xv_storeu(float *p, xv v) { _mm256_storeu_ps(p, v); }
+XENT_INLINE void xv_stream(float *p, xv v) { _mm256_stream_ps(p, v); }
+XENT_INLINE __m256i xm_first_i(int64_t n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n > 8 ? 8 : n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+XENT_INLINE xv xv_load_part(const float *p, int64_t n, float fill)
+{
+    __m256i m = xm_first_i(n);
+    return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+}
+XENT_INLINE void xv_store_part(float *p, xv v, int64_t n) { _mm256_maskstore_ps(p, xm_first_i(n), v); }
+XENT_INLINE xv xv_add(xv a, xv b) { return _mm256_add_ps(a, b); }
+XENT_INLINE xv xv_sub(xv a, xv b) { return _mm256_sub_ps(a, b); }
+XENT_INLINE xv xv_mul(xv a, xv b) { return _mm256_mul_ps(a, b); }
+XENT_INLINE xv xv_div(xv a, xv b) { return _mm256_div_ps(a, b); }
+XENT_INLINE xv xv_fmadd(xv a, xv b, xv c) { return _mm256_fmadd_ps(a, b, c); }
+XENT_INLINE xv xv_fnmadd(xv a, xv b, xv c) { return _mm256_fnmadd_ps(a, b, c); }
+XENT_INLINE xv xv_max(xv a, xv b) { return _mm256_max_ps(a, b); }
+XENT_INLINE xv xv_min(xv a, xv b) { return _mm256_min_ps(a, b); }
+XENT_INLINE xv xv_abs(xv a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+XENT_INLINE xm xv_gt(xv a, xv b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+XENT_INLINE xm xv_ge(xv a, xv b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
+XENT_INLINE xm xv_eq(xv a, xv b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
+XENT_INLINE xm xv_isnan(xv a) { return _mm256_cmp_ps(a, a, _CMP_UNORD_Q); }
+XENT_INLINE xm xv_not_le(xv a, xv b) { return _mm256_cmp_ps(a, b, _CMP_NLE_UQ); }
+XENT_INLINE xv xv_select(xm m, xv a, xv b) { return _mm256_blendv_ps(b, a, m); }
+XENT_INLINE int xm_any(xm m) { return _mm256_movemask_ps(m) != 0; }
+XENT_INLINE int xm_count(xm m) { return __builtin_popcount((unsigned)_mm256_movemask_ps(m)); }
+XENT_INLINE float xv_hmax(xv v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
+}
+XENT_INLINE double xv_hsum(xv v)
+{
+    __m256d s = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    __m128d t = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(t, _mm_unpackhi_pd(t, t)));
+}
+XENT_INLINE xv xv_pow2n(xv n)
+{
+    __m256i b = _mm256_castps_si256(_mm256_add_ps(n, _mm256_set1_ps(0x1.8p23f)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(127)), 23));
+}
+
+#elif XENT_ISA == XENT_ISA_AVX2
+typedef __m256d xv;
+typedef __m256d xm;
+#define XV_N 4
+XENT_INLINE xv xv_set1(double a) { return _mm256_set1_pd(a); }
+XENT_INLINE xv xv_loadu(const double *p) { return _mm256_loadu_pd(p); }
+XENT_INLINE void xv_storeu(double *p, xv v) { _mm256_storeu_pd(p, v); }
+XENT_INLINE void xv_stream(double *p, xv v) { _mm256_stream_pd(p, v); }
+XENT_INLINE __m256i xm_first_i(int64_t n)
+{
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n > 4 ? 4 : n), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+XENT_INLINE xv xv_load_part(const double *p, int64_t n, double fill)
+{
+    __m256i m = xm_first_i(n);
+    return _mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
+}
+XENT_INLINE void xv_store_part(double *p, xv v, int64_t n) { _mm256_maskstore_pd(p, xm_first_i(n), v); }
+XENT_INLINE xv xv_add(xv a, xv b) { return _mm256_add_pd(a, b); }
+XENT_INLINE xv xv_sub(xv a, xv b) { return _mm256_sub_pd(a, b); }
+XENT_INLINE xv xv_mul(xv a, xv b) { return _mm256_mul_pd(a, b); }
+XENT_INLINE xv xv_div(xv a, xv b) { return _mm256_div_pd(a, b); }
+XENT_INLINE xv xv_fmadd(xv a, xv b, xv c) { return _mm256_fmadd_pd(a, b, c); }
+XENT_INLINE xv xv_fnmadd(xv a, xv b, xv c) { return _mm256_fnmadd_pd(a, b, c); }
+XENT_INLINE xv xv_max(xv a, xv b) { return _mm256_max_pd(a, b); }
+XENT_INLINE xv xv_min(xv a, xv b) { return _mm256_min_pd(a, b); }
+XENT_INLINE xv xv_abs(xv a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a); }
+XENT_INLINE xm xv_gt(xv a, xv b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
+XENT_INLINE xm xv_ge(xv a, xv b) { return _mm256_cmp_pd(a, b, _CMP_GE_OQ); }
+XENT_INLINE xm xv_eq(xv a, xv b) { return _mm256_cmp_pd(a, b, _CMP_EQ_OQ); }
+XENT_INLINE xm xv_isnan(xv a) { return _mm256_cmp_pd(a, a, _CMP_UNORD_Q); }
+XENT_INLINE xm xv_not_le(xv a, xv b) { return _mm256_cmp_pd(a, b, _CMP_NLE_UQ); }
+XENT_INLINE xv xv_select(xm m, xv a, xv b) { return _mm256_blendv_pd(b, a, m); }
+XENT_INLINE int xm_any(xm m) { return _mm256_movemask_pd(m) != 0; }
+XENT_INLINE int xm_count(xm m) { return __builtin_popcount((unsigned)_mm256_movemask_pd(m)); }
+XENT_INLINE double xv_hmax(xv v)
+{
+    __m128d m = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_max_sd(m, _mm_unpackhi_pd(m, m)));
+}
+XENT_INLINE double xv_hsum(xv v)
+{
+    __m128d t = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(t, _mm_unpackhi_pd(t, t)));
+}
+XENT_INLINE xv xv_pow2n(xv n)
+{
+    __m256i b = _mm256_castpd_si256(_mm256_add_pd(n, _mm256_set1_pd(0x1.8p52)));
+    return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(b, _mm256_set1_epi64x(1023)), 52));
+}
+
+/* ------------------------------------------------------------------ scalar */
+#else
+typedef XENT_T xv;
+typedef int xm;
+#define XV_N 1
+XENT_INLINE xv xv_set1(XENT_T a) { return a; }
+XENT_INLINE xv xv_loadu(const XENT_T *p) { return *p; }
+XENT_INLINE void xv_storeu(XENT_T *p, xv v) { *p = v; }
+XENT_INLINE void xv_stream(XENT_T *p, xv v) { *p = v; }
+XENT_INLINE xv xv_load_part(const XENT_T *p, int64_t n, XENT_T fill) { return n > 0 ? *p : fill; }
+XENT_INLINE void xv_store_part(XENT_T *p, xv v, int64_t n) { if (n > 0) *p = v; }
+XENT_INLINE xv xv_add(xv a, xv b) { return a + b; }
+XENT_INLINE xv xv_sub(xv a, xv b) { return a - b; }
+XENT_INLINE xv xv_mul(xv a, xv b) { return a * b; }
+XENT_INLINE xv xv_div(xv a, xv b) { return a / b; }
+/* Unfused on purpose: the baseline x86-64 has no FMA and libm fma() is slow. */
+XENT_INLINE xv xv_fmadd(xv a, xv b, xv c) { return a * b + c; }
+XENT_INLINE xv xv_fnmadd(xv a, xv b, xv c) { return c - a * b; }
+/* Same NaN rule as the x86 instructions: the second operand wins on NaN. */
+XENT_INLINE xv xv_max(xv a, xv b) { return a > b ? a : b; }
+XENT_INLINE xv xv_min(xv a, xv b) { return a < b ? a : b; }
+XENT_INLINE xv xv_abs(xv a) { return a < 0 ? -a : (a == 0 ? (XENT_T)0 : a); }
+XENT_INLINE xm xv_gt(xv a, xv b) { return a > b; }
+XENT_INLINE xm xv_ge(xv a, xv b) { return a >= b; }
+XENT_INLINE xm xv_eq(xv a, xv b) { return a == b; }
+XENT_INLINE xm xv_isnan(xv a) { return a != a; }
+XENT_INLINE xm xv_not_le(xv a, xv b) { return !(a <= b); }
+XENT_INLINE xv xv_select(xm m, xv a, xv b) { return m ? a : b; }
+XENT_INLINE int xm_any(xm m) { return m != 0; }
+XENT_INLINE int xm_count(xm m) { return m != 0; }
+XENT_INLINE XENT_T xv_hmax(xv v) { return v; }
+XENT_INLINE double xv_hsum(xv v) { return (double)v; }
+XENT_INLINE xv xv_pow2n(xv n)
+{
+#if XENT_F32
+    uint32_t b = (uint32_t)((int32_t)n + 127) << 23;
+    float r;
+#else
+    uint64_t b = (uint64_t)((int64_t)n + 1023) << 52;
+    double r;
+#endif
+    memcpy(&r, &b, sizeof r);
+    return r;
+}
+#endif
+
+XENT_INLINE xv xv_zero(void) { return xv_set1((XENT_T)0); }
+
+#endif /* XENT_SIMD_H */

@@ -1,0 +1,80 @@
+/*
+ * xent_softmax.h -- logsumexp / softmax / log_softmax over the rows of a
+ * contiguous (n_rows, n_cols) array.  Included once per kernel translation unit.
+ *
+ * NaN/inf policy (matches torch): logsumexp of a row holding +inf is +inf, of
+ * an all -inf row is -inf, of a row holding NaN is NaN.  softmax/log_softmax
+ * follow IEEE arithmetic on x - max, so such rows give NaN, as in torch.
+ * An empty row (n_cols == 0) has logsumexp -inf (NumPy/SciPy convention).
+ */
+#ifndef XENT_SOFTMAX_H
+#define XENT_SOFTMAX_H
+
+#include "xent_rowops.h"
+
+/* logsumexp of one row with torch's handling of non-finite maxima. */
+XENT_INLINE XENT_T xent_lse_row(const XENT_T *XENT_RESTRICT x, int64_t n)
+{
+    XENT_T m;
+    double s;
+    if (n == 0) return xent_neg_inf();
+    row_max_sumexp(x, n, &m, &s);
+    if (XENT_LIKELY(isfinite(m))) return (XENT_T)((double)m + log(s));
+    return row_has_nan(x, n) ? (XENT_T)NAN : m;
+}
+
+int64_t XENT_FN(xent_logsumexp_rows)(const XENT_T *x, int64_t n_rows, int64_t n_cols,
+                                     XENT_T *out, int n_threads)
+{
+    const int nt = xent_threads_for(n_rows * n_cols, n_rows, n_threads);
+    int64_t i;
+    XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
+    for (i = 0; i < n_rows; ++i) out[i] = xent_lse_row(x + i * n_cols, n_cols);
+    return XENT_OK;
+}
+
+/* out = softmax(x) row-wise; out may alias x. */
+int64_t XENT_FN(xent_softmax_rows)(const XENT_T *x, int64_t n_rows, int64_t n_cols,
+                                   XENT_T *out, int n_threads)
+{
+    const int nt = xent_threads_for(n_rows * n_cols, n_rows, n_threads);
+    int64_t i;
+    if (n_cols == 0) return XENT_OK;
+    XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
+    for (i = 0; i < n_rows; ++i) {
+        const XENT_T *xr = x + i * n_cols;
+        XENT_T *o = out + i * n_cols;
+        const XENT_T m = row_max(xr, n_cols);
+        const double s = row_sumexp(xr, n_cols, m, o, NULL, NULL);
+        row_scale(o, n_cols, (XENT_T)(1.0 / s), o);
+    }
+    return XENT_OK;
+}
+
+/* out = log_softmax(x) row-wise, computed as (x - max) - log(sum); out may alias x. */
+int64_t XENT_FN(xent_log_softmax_rows)(const XENT_T *x, int64_t n_rows, int64_t n_cols,
+                                       XENT_T *out, int n_threads)
+{
+    const int nt = xent_threads_for(n_rows * n_cols, n_rows, n_threads);
+    int64_t i;
+    if (n_cols == 0) return XENT_OK;
+    XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
+    for (i = 0; i < n_rows; ++i) {
+        const XENT_T *xr = x + i * n_cols;
+        const XENT_T m = row_max(xr, n_cols);
+        const double s = row_sumexp(xr, n_cols, m, NULL, NULL, NULL);
+        row_sub2(xr, n_cols, m, (XENT_T)log(s), out + i * n_cols);
+    }
+    return XENT_OK;
+}
+
+/* Vector exp of the active path over an array (exposed for the accuracy tests). */
+int64_t XENT_FN(xent_exp_array)(const XENT_T *x, int64_t n, XENT_T *out)
+{
+    int64_t i = 0;
+    for (; i + XV_N <= n; i += XV_N) xv_storeu(out + i, xv_exp(xv_loadu(x + i)));
+    if (i < n) xv_store_part(out + i, xv_exp(xv_load_part(x + i, n - i, 0)), n - i);
+    return XENT_OK;
+}
+
+#endif /* XENT_SOFTMAX_H */
