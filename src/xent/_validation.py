@@ -78,5 +78,105 @@ def same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
 
 def check_reduction(reduction, allowed=_REDUCTIONS) -> str:
     if not isinstance(reduction, str) or reduction not in allowed:
-        raise ValueError(f"reduction must be one of {', '.join(map(repr, allowed))}; got {reduction!r}")
+        choices = ", ".join(map(repr, allowed))
+        raise ValueError(f"reduction must be one of {choices}; got {reduction!r}")
     return reduction
+
+
+def class_targets(target, lead_shape: tuple, *, name: str = "target") -> np.ndarray:
+    """Integer class targets as a C-contiguous int64 array of shape `lead_shape`.
+
+    Any integer dtype is accepted. Bool, complex, object and floating targets
+    raise TypeError (callers that accept probabilities check for floating
+    targets first). A shape other than `lead_shape` raises ValueError naming both.
+    """
+    t = np.asarray(target)
+    if t.dtype.kind not in "iu":
+        if t.dtype.kind == "f":
+            raise TypeError(
+                f"{name} must hold integer class indices for this function; got floating "
+                f"dtype {t.dtype} (probability targets are not supported here)"
+            )
+        raise TypeError(f"{name} must hold integer class indices, got dtype {t.dtype}")
+    if t.shape != tuple(lead_shape):
+        raise ValueError(
+            f"{name} has shape {t.shape}, expected {tuple(lead_shape)} "
+            f"(logits.shape[:-1]) for logits of shape {tuple(lead_shape) + ('C',)}"
+        )
+    if t.dtype == np.uint64 and t.size and int(t.max()) > np.iinfo(np.int64).max:
+        pos = int(np.argmax(t > np.iinfo(np.int64).max))
+        raise IndexError(
+            f"{name} {int(t.reshape(-1)[pos])} at flat position {pos} is out of range "
+            f"for C classes"
+        )
+    return np.ascontiguousarray(t, dtype=np.int64)
+
+
+def raise_target_error(t: np.ndarray, n_classes: int, ignore_index: int | None,
+                       name: str = "target") -> None:
+    """Raise the IndexError for the first out-of-range target (error path only)."""
+    flat = t.reshape(-1)
+    bad = (flat < 0) | (flat >= n_classes)
+    if ignore_index is not None:
+        bad &= flat != ignore_index
+    pos = int(np.argmax(bad))
+    raise IndexError(
+        f"{name} {int(flat[pos])} at flat position {pos} is out of range for "
+        f"{n_classes} classes (valid: 0..{n_classes - 1}"
+        + (f", or ignore_index={ignore_index})" if ignore_index is not None else ")")
+    )
+
+
+def class_vector(w, n_classes: int, dtype, name: str = "weight") -> np.ndarray | None:
+    """Per-class array of shape (C,) converted to `dtype`, or None."""
+    if w is None:
+        return None
+    arr = np.asarray(w)
+    if arr.dtype.kind not in "iuf" or arr.dtype.kind == "b":
+        raise TypeError(f"{name} must be a real array, got dtype {arr.dtype}")
+    if arr.shape != (n_classes,):
+        raise ValueError(f"{name} must have shape ({n_classes},) (one per class), got {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def real_scalar(value, name: str) -> float:
+    """A real Python/NumPy scalar as float (TypeError otherwise)."""
+    if isinstance(value, (bool, np.bool_)) or not np.isscalar(value) and np.ndim(value) != 0:
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    return v
+
+
+def integer_scalar(value, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+
+
+def grad_output_rows(grad_output, reduction: str, lead_shape: tuple, dtype):
+    """Normalise `grad_output` for a *_grad function.
+
+    Returns ``(scalar, rows)``: for "mean"/"sum" a scalar and None; for "none"
+    either a scalar (applies to every row) and None, or 1.0 and a C-contiguous
+    array of shape `lead_shape` in `dtype`.
+    """
+    g = np.asarray(grad_output)
+    if g.dtype.kind not in "iuf" or g.dtype.kind == "b":
+        raise TypeError(f"grad_output must be real, got dtype {g.dtype}")
+    if g.ndim == 0:
+        return float(g), None
+    if reduction != "none":
+        raise ValueError(
+            f"grad_output must be a scalar for reduction={reduction!r}, got shape {g.shape}"
+        )
+    if g.shape != tuple(lead_shape):
+        raise ValueError(
+            f"grad_output has shape {g.shape}, expected a scalar or {tuple(lead_shape)}"
+        )
+    return 1.0, np.ascontiguousarray(g, dtype=dtype)
