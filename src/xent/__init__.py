@@ -10,6 +10,15 @@ from ._loader import load_core as _load_core
 _load_core()
 
 from ._config import _apply_simd_env, openmp_enabled, show_config  # noqa: E402
+from ._cross_entropy import (  # noqa: E402
+    cross_entropy,
+    cross_entropy_and_grad,
+    cross_entropy_grad,
+    nll_loss,
+    nll_loss_and_grad,
+    nll_loss_grad,
+    perplexity,
+)
 from ._softmax import log_softmax, logsumexp, softmax  # noqa: E402
 from ._threads import get_num_threads, set_num_threads  # noqa: E402
 from ._version import __version__  # noqa: E402
@@ -18,10 +27,17 @@ _apply_simd_env()
 
 __all__ = [
     "__version__",
+    "cross_entropy",
+    "cross_entropy_and_grad",
+    "cross_entropy_grad",
     "get_num_threads",
     "log_softmax",
     "logsumexp",
+    "nll_loss",
+    "nll_loss_and_grad",
+    "nll_loss_grad",
     "openmp_enabled",
+    "perplexity",
     "set_num_threads",
     "show_config",
     "softmax",

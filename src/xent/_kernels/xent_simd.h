@@ -284,4 +284,25 @@ XENT_INLINE xv xv_pow2n(xv n)
 
 XENT_INLINE xv xv_zero(void) { return xv_set1((XENT_T)0); }
 
+/* Lane numbers 0, 1, ..., XV_N - 1 (for masking tails after a transform). */
+XENT_INLINE xv xv_lane_index(void)
+{
+#if XV_N == 1
+    return (XENT_T)0;
+#else
+    XENT_T idx[XV_N];
+    int k;
+    for (k = 0; k < XV_N; ++k) idx[k] = (XENT_T)k;
+    return xv_loadu(idx);
+#endif
+}
+
+/* Order streaming (non-temporal) stores before later loads by other threads. */
+XENT_INLINE void xv_stream_fence(void)
+{
+#if XENT_ISA != XENT_ISA_SCALAR
+    _mm_sfence();
+#endif
+}
+
 #endif /* XENT_SIMD_H */
