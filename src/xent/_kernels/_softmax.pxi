@@ -9,6 +9,8 @@ cdef extern from "xent_kernels.h" nogil:
     int64_t xent_log_softmax_rows_f64(const double *x, int64_t n, int64_t c, double *out, int nt)
     int64_t xent_exp_array_f32(const float *x, int64_t n, float *out)
     int64_t xent_exp_array_f64(const double *x, int64_t n, double *out)
+    int64_t xent_log_array_f32(const float *x, int64_t n, float *out)
+    int64_t xent_log_array_f64(const double *x, int64_t n, double *out)
 
 
 def logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
@@ -58,3 +60,17 @@ def exp_array(const floating[::1] x, floating[::1] out):
             xent_exp_array_f32(&x[0], n, &out[0])
         else:
             xent_exp_array_f64(&x[0], n, &out[0])
+
+
+def log_array(const floating[::1] x, floating[::1] out):
+    """Vector log of the active SIMD path (test hook for the accuracy sweep)."""
+    cdef int64_t n = x.shape[0]
+    if out.shape[0] != n:
+        raise ValueError("log_array: out has the wrong length")
+    if n == 0:
+        return
+    with nogil:
+        if floating is float:
+            xent_log_array_f32(&x[0], n, &out[0])
+        else:
+            xent_log_array_f64(&x[0], n, &out[0])

@@ -149,7 +149,7 @@ static void ce_soft_stats(const XENT_T *L, const XENT_T *XENT_RESTRICT q, const 
  * `g` is NULL for forward only; `t` < 0 with `q` != NULL means probability targets.
  */
 static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, double sw, double cg,
-                     double W, const xent_ce_args_t *a, XENT_T *g, int stream)
+                     double W, const xent_ce_args_t *a, XENT_T *g, int stream, const XENT_T *pf)
 {
     const XENT_T *w = a->weight;
     const double eps = a->label_smoothing, z = a->z_loss;
@@ -169,7 +169,7 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
 
     if (q) {
         double Q, SQ;
-        s = row_sumexp_ex(L, C, m, NULL, NULL, NULL, cap_live);
+        s = row_sumexp_ex(L, C, m, NULL, NULL, NULL, cap_live, pf);
         logs = log(s);
         lse = (double)m + logs;
         ce_soft_stats(L, q, w, C, m, cap_live, eps, &Q, &SQ);
@@ -185,7 +185,7 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
     {
         const XENT_T xt = cap_live > 0 ? ce_cap1(x[t], cap) : L[t];
         const int keep_exp = g == x && cap == 0; /* in place: store exp(x - m) in the row */
-        s = row_sumexp_ex(L, C, m, keep_exp ? g : NULL, w, smooth ? &sx : NULL, cap_live);
+        s = row_sumexp_ex(L, C, m, keep_exp ? g : NULL, w, smooth ? &sx : NULL, cap_live, pf);
         logs = log(s);
         lse = (double)m + logs;
         loss = (1.0 - eps) * wt * (lse - (double)xt) + z * wt * lse * lse;
@@ -206,6 +206,71 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
         }
     }
     return sw * loss;
+}
+
+/*
+ * Few classes (n_cols <= XENT_SMALL_C), class targets, no softcap: XV_N rows at
+ * once, one per lane, same formulas as ce_row.  Targets were validated in phase 0.
+ */
+static void ce_small_block(const XENT_T *x, const int64_t *target, int64_t r0, int64_t nr,
+                           int64_t C, const xent_ce_args_t *a, double W, double scale,
+                           double *loss_rows, XENT_T *grad)
+{
+    xv cols[XENT_SMALL_C];
+    XENT_T tb[XV_N], wb[XV_N], swb[XV_N], gb[XV_N], lb[XV_N];
+    const XENT_T *w = a->weight;
+    const double eps = a->label_smoothing, z = a->z_loss;
+    const int smooth = eps != 0.0;
+    const XENT_T *xb = x + r0 * C;
+    xv m, s = xv_zero(), sx = xv_zero(), dt = xv_zero(), tv, wt, keep_f, lse, logs, loss;
+    xm keep;
+    int64_t j, k;
+    for (k = 0; k < XV_N; ++k) {
+        const int64_t t = k < nr ? target[r0 + k] : a->ignore_index;
+        const int valid = t != a->ignore_index;
+        tb[k] = valid ? (XENT_T)t : (XENT_T)-1;
+        wb[k] = valid ? (w ? w[t] : (XENT_T)1) : (XENT_T)0;
+        swb[k] = (k < nr && a->sample_weight) ? a->sample_weight[r0 + k] : (XENT_T)1;
+        gb[k] = (k < nr && a->grad_rows) ? a->grad_rows[r0 + k] : (XENT_T)1;
+    }
+    tv = xv_loadu(tb);
+    wt = xv_loadu(wb);
+    keep = xv_ge(tv, xv_zero());
+    keep_f = xv_select(keep, xv_set1((XENT_T)1), xv_zero());
+    m = rows_block_load(xb, C, nr, cols);
+    for (j = 0; j < C; ++j) {
+        const xv d = xv_sub(cols[j], m);
+        const xv e = xv_exp(d);
+        cols[j] = e;
+        s = xv_add(s, e);
+        dt = xv_select(xv_eq(tv, xv_set1((XENT_T)j)), d, dt);
+        if (smooth) sx = xv_fmadd(xv_set1(w ? w[j] : (XENT_T)1), d, sx);
+    }
+    logs = xv_log(s);
+    lse = xv_add(m, logs);
+    /* (1-eps) w_t (log s - (x_t - m)) + z w_t lse^2 [+ eps/C (W log s - sx)] */
+    loss = xv_mul(xv_mul(xv_set1((XENT_T)(1.0 - eps)), wt), xv_sub(logs, dt));
+    loss = xv_fmadd(xv_mul(xv_set1((XENT_T)z), wt), xv_mul(lse, lse), loss);
+    if (smooth)
+        loss = xv_fmadd(xv_set1((XENT_T)(eps / (double)C)),
+                        xv_fnmadd(xv_set1((XENT_T)1), sx, xv_mul(xv_set1((XENT_T)W), logs)), loss);
+    loss = xv_select(keep, xv_mul(loss, xv_loadu(swb)), xv_zero());
+    xv_storeu(lb, loss);
+    for (k = 0; k < nr; ++k) loss_rows[r0 + k] = (double)lb[k];
+    if (grad) {
+        XENT_T *gbase = grad + r0 * C;
+        const xv c = xv_mul(xv_mul(xv_set1((XENT_T)scale), xv_loadu(swb)), xv_mul(xv_loadu(gb), keep_f));
+        const xv A = xv_fmadd(xv_set1((XENT_T)(2.0 * z)), xv_mul(wt, lse),
+                              xv_fmadd(xv_set1((XENT_T)(1.0 - eps)), wt, xv_set1((XENT_T)(eps * W / (double)C))));
+        const xv av = xv_div(xv_mul(c, A), s);
+        const xv bv = xv_mul(c, xv_set1((XENT_T)(-eps / (double)C)));
+        const xv hit = xv_mul(xv_mul(c, xv_set1((XENT_T)(1.0 - eps))), wt);
+        for (j = 0; j < C; ++j) {
+            xv r = xv_fmadd(av, cols[j], w ? xv_mul(bv, xv_set1(w[j])) : bv);
+            r = xv_sub(r, xv_select(xv_eq(tv, xv_set1((XENT_T)j)), hit, xv_zero()));
+            xv_scatter(gbase + j, C, xv_select(keep, r, xv_zero()), nr);
+        }
+    }
 }
 
 /*
@@ -240,6 +305,17 @@ int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT
     scale = a->mean ? a->grad_scale / denom : a->grad_scale;
 
     nt = xent_threads_for(n_rows * n_cols, n_rows, n_threads);
+    if (XV_N > 1 && q == NULL && a->softcap == 0 && n_cols <= XENT_SMALL_C) {
+        const int64_t nb = (n_rows + XV_N - 1) / XV_N;
+        XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
+        for (i = 0; i < nb; ++i) {
+            const int64_t r0 = i * XV_N, nr = (n_rows - r0 < XV_N) ? n_rows - r0 : XV_N;
+            ce_small_block(x, target, r0, nr, n_cols, a, W, scale, loss_rows, grad);
+        }
+        totals[0] = xent_sum_doubles(loss_rows, n_rows);
+        totals[1] = denom;
+        return XENT_OK;
+    }
     XENT_PRAGMA_OMP(parallel num_threads(nt) if(nt > 1))
     {
         int64_t r;
@@ -256,7 +332,8 @@ int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT
             }
             sw = a->sample_weight ? (double)a->sample_weight[r] : 1.0;
             cg = scale * sw * (a->grad_rows ? (double)a->grad_rows[r] : 1.0);
-            loss_rows[r] = ce_row(xr, n_cols, t, q ? q + r * n_cols : NULL, sw, cg, W, a, gr, stream);
+            loss_rows[r] = ce_row(xr, n_cols, t, q ? q + r * n_cols : NULL, sw, cg, W, a, gr, stream,
+                                  row_prefetch_target(x, r, n_rows, n_cols));
         }
         if (stream) xv_stream_fence();
     }

@@ -33,6 +33,8 @@
 #define XENT_LN2_LO 1.42860682030941723212e-6
 #endif
 
+XENT_INLINE XENT_T xent_neg_inf_(void) { return -(XENT_T)INFINITY; }
+
 /* e**r for |r| <= ln2/2. */
 XENT_INLINE xv xv_exp_poly(xv r)
 {
@@ -81,6 +83,51 @@ XENT_INLINE xv xv_exp(xv x)
         xv n2 = xv_sub(n, n1);
         xv y = xv_mul(xv_mul(p, xv_pow2n(n1)), xv_pow2n(n2));
         return xv_select(xv_isnan(x), x, y);
+    }
+}
+
+/*
+ * Natural log: x = m * 2**e, m in [sqrt(1/2), sqrt(2)), and
+ * log(m) = 2 atanh(u) = 2 (u + u^3/3 + u^5/5 + ...), u = (m - 1) / (m + 1), |u| <= 0.172,
+ * series to u^9 (float32) or u^21 (float64): truncation below 1e-9 / 1e-17 relative.
+ * log(0) = -inf, log(x < 0) = NaN, log(inf) = inf, NaN propagates.
+ */
+XENT_INLINE xv xv_log(xv x)
+{
+    const xv one = xv_set1((XENT_T)1);
+    xv e, m = xv_frexp(x, &e);
+    const xm big = xv_gt(m, xv_set1((XENT_T)1.4142135623730951));
+    m = xv_select(big, xv_mul(m, xv_set1((XENT_T)0.5)), m);
+    e = xv_select(big, xv_add(e, one), e);
+    {
+        const xv u = xv_div(xv_sub(m, one), xv_add(m, one));
+        const xv u2 = xv_mul(u, u);
+#if XENT_F32
+        xv p = xv_set1(1.0f / 9);
+        p = xv_fmadd(p, u2, xv_set1(1.0f / 7));
+        p = xv_fmadd(p, u2, xv_set1(1.0f / 5));
+        p = xv_fmadd(p, u2, xv_set1(1.0f / 3));
+#else
+        xv p = xv_set1(1.0 / 21);
+        p = xv_fmadd(p, u2, xv_set1(1.0 / 19));
+        p = xv_fmadd(p, u2, xv_set1(1.0 / 17));
+        p = xv_fmadd(p, u2, xv_set1(1.0 / 15));
+        p = xv_fmadd(p, u2, xv_set1(1.0 / 13));
+        p = xv_fmadd(p, u2, xv_set1(1.0 / 11));
+        p = xv_fmadd(p, u2, xv_set1(1.0 / 9));
+        p = xv_fmadd(p, u2, xv_set1(1.0 / 7));
+        p = xv_fmadd(p, u2, xv_set1(1.0 / 5));
+        p = xv_fmadd(p, u2, xv_set1(1.0 / 3));
+#endif
+        /* 2u + 2u^3 p(u^2), then e*ln2 in two parts */
+        xv lm = xv_fmadd(xv_mul(xv_add(u, u), u2), p, xv_add(u, u));
+        xv r = xv_fmadd(e, xv_set1(XENT_LN2_LO), lm);
+        r = xv_fmadd(e, xv_set1(XENT_LN2_HI), r);
+        /* special cases: 0 -> -inf, negative -> NaN, +inf -> +inf, NaN -> NaN */
+        r = xv_select(xv_eq(x, xv_zero()), xv_set1(xent_neg_inf_()), r);
+        r = xv_select(xv_gt(xv_zero(), x), xv_set1((XENT_T)NAN), r);
+        r = xv_select(xv_eq(x, xv_set1((XENT_T)INFINITY)), x, r);
+        return xv_select(xv_isnan(x), x, r);
     }
 }
 

@@ -65,7 +65,8 @@ XENT_INLINE int row_has_nan(const XENT_T *XENT_RESTRICT x, int64_t n)
  * sum_j v_j * (x_j - m) with v = `v` (or 1 when v is NULL).
  */
 XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
-                                 const XENT_T *XENT_RESTRICT v, double *w_sx, XENT_T cap)
+                                 const XENT_T *XENT_RESTRICT v, double *w_sx, XENT_T cap,
+                                 const XENT_T *prefetch)
 {
     const xv vm = xv_set1(m);
     double s = 0.0, sx = 0.0;
@@ -75,6 +76,11 @@ XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e
         xv a0 = xv_zero(), a1 = xv_zero(), b0 = xv_zero();
         int64_t i = c0;
         for (; i + 2 * XV_N <= c1; i += 2 * XV_N) {
+            if (prefetch) { /* the next row, while this one is compute-bound in L2 */
+                const char *pf = (const char *)(prefetch + i);
+                int off;
+                for (off = 0; off < (int)(2 * XV_N * sizeof(XENT_T)); off += 64) XENT_PREFETCH_L2(pf + off);
+            }
             xv d0 = xv_sub(xv_cap(xv_loadu(x + i), cap), vm);
             xv d1 = xv_sub(xv_cap(xv_loadu(x + i + XV_N), cap), vm);
             xv e0 = xv_exp(d0), e1 = xv_exp(d1);
@@ -113,7 +119,7 @@ XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e
 XENT_INLINE double row_sumexp(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
                               const XENT_T *XENT_RESTRICT v, double *w_sx)
 {
-    return row_sumexp_ex(x, n, m, e, v, w_sx, 0);
+    return row_sumexp_ex(x, n, m, e, v, w_sx, 0, NULL);
 }
 
 /*
@@ -218,6 +224,31 @@ XENT_INLINE double row_sum_wide(const XENT_T *x, int64_t n)
         s += xv_hsum(xv_add(a0, a1));
     }
     return s;
+}
+
+/*
+ * Few classes: vectorise across rows.  A block holds XV_N rows (lanes); column j
+ * of the block is gathered into cols[j].  Used when n_cols <= XENT_SMALL_C.
+ */
+#define XENT_SMALL_C 32
+
+/* Gather the block's columns; returns the per-row maximum. */
+XENT_INLINE xv rows_block_load(const XENT_T *xb, int64_t C, int64_t nr, xv *cols)
+{
+    xv m = xv_set1(xent_neg_inf());
+    int64_t j;
+    for (j = 0; j < C; ++j) {
+        cols[j] = xv_gather(xb + j, C, nr);
+        m = xv_max(m, cols[j]);
+    }
+    return m;
+}
+
+/* Next row to prefetch while processing row r of n_rows (NULL if none or rows too long). */
+XENT_INLINE const XENT_T *row_prefetch_target(const XENT_T *x, int64_t r, int64_t n_rows, int64_t n_cols)
+{
+    if (r + 1 >= n_rows || n_cols * (int64_t)sizeof(XENT_T) > XENT_PREFETCH_MAX_ROW_BYTES) return NULL;
+    return x + (r + 1) * n_cols;
 }
 
 /* Sum of doubles in a fixed order (eight chains, then pairwise). */
