@@ -143,6 +143,27 @@ static void ce_soft_stats(const XENT_T *L, const XENT_T *XENT_RESTRICT q, const 
     *SQ = tsq;
 }
 
+/* Loss of a class-target row and its gradient coefficients (out = a*e + b*v, out[t] -= hit). */
+typedef struct {
+    double loss, hit;
+    XENT_T a, b;
+} ce_coefs_t;
+
+XENT_INLINE ce_coefs_t ce_class_coefs(XENT_T m, double s, double sx, XENT_T xt, double wt, double W,
+                                      int64_t C, double cg, const xent_ce_args_t *a)
+{
+    const double eps = a->label_smoothing, z = a->z_loss;
+    const double logs = log(s), lse = (double)m + logs;
+    const double A = (1.0 - eps) * wt + eps * W / (double)C + 2.0 * z * wt * lse;
+    ce_coefs_t k;
+    k.loss = (1.0 - eps) * wt * (lse - (double)xt) + z * wt * lse * lse;
+    if (eps != 0.0) k.loss += eps / (double)C * (W * logs - sx);
+    k.a = (XENT_T)(cg * A / s);
+    k.b = (XENT_T)(-cg * eps / (double)C);
+    k.hit = cg * (1.0 - eps) * wt;
+    return k;
+}
+
 /*
  * One row.  Returns the row's loss (sample weight included).  `cg` is the
  * gradient factor of the row (grad_output / denominator * sample weight);
@@ -185,23 +206,19 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
     {
         const XENT_T xt = cap_live > 0 ? ce_cap1(x[t], cap) : L[t];
         const int keep_exp = g == x && cap == 0; /* in place: store exp(x - m) in the row */
+        ce_coefs_t k;
         s = row_sumexp_ex(L, C, m, keep_exp ? g : NULL, w, smooth ? &sx : NULL, cap_live, pf);
-        logs = log(s);
-        lse = (double)m + logs;
-        loss = (1.0 - eps) * wt * (lse - (double)xt) + z * wt * lse * lse;
-        if (smooth) loss += eps / (double)C * (W * logs - sx);
+        k = ce_class_coefs(m, s, sx, xt, wt, W, C, cg, a);
+        loss = k.loss;
         if (g) {
-            const double A = (1.0 - eps) * wt + eps * W / (double)C + 2.0 * z * wt * lse;
-            const double hit = cg * (1.0 - eps) * wt;
-            const XENT_T a_ = (XENT_T)(cg * A / s), b_ = (XENT_T)(-cg * eps / (double)C);
             if (cap > 0) {
                 const XENT_T u = xt / cap;
-                ce_write_grad_general(L, C, m, a_, b_, 0, w, NULL, cap, g);
-                g[t] = (XENT_T)((double)g[t] - hit * (1.0 - (double)u * (double)u));
+                ce_write_grad_general(L, C, m, k.a, k.b, 0, w, NULL, cap, g);
+                g[t] = (XENT_T)((double)g[t] - k.hit * (1.0 - (double)u * (double)u));
             } else {
-                if (keep_exp) row_axpb(g, C, 0, m, a_, b_, w, g, 0);
-                else row_axpb(x, C, 1, m, a_, b_, w, g, stream);
-                g[t] = (XENT_T)((double)g[t] - hit);
+                if (keep_exp) row_axpb(g, C, 0, m, k.a, k.b, w, g, 0);
+                else row_axpb(x, C, 1, m, k.a, k.b, w, g, stream);
+                g[t] = (XENT_T)((double)g[t] - k.hit);
             }
         }
     }
@@ -274,6 +291,77 @@ static void ce_small_block(const XENT_T *x, const int64_t *target, int64_t r0, i
 }
 
 /*
+ * Fewer rows than threads: each row is split over the team on XENT_CHUNK
+ * boundaries.  The chunk sums are combined in chunk order, exactly as the serial
+ * row_sumexp does, so the results are bitwise those of ce_row.
+ */
+#define XENT_SPLIT_MAX_CHUNKS 1024
+#define XENT_SPLIT_MAX_THREADS 256
+
+static void ce_rows_split(const XENT_T *x, const int64_t *target, int64_t n_rows, int64_t C,
+                          const xent_ce_args_t *a, double W, double scale, double *loss_rows,
+                          XENT_T *grad, int nt)
+{
+    const int64_t nch = (C + XENT_CHUNK - 1) / XENT_CHUNK;
+    const int smooth = a->label_smoothing != 0.0;
+    const int stream = grad != NULL && grad != x;
+    double cs[XENT_SPLIT_MAX_CHUNKS], csx[XENT_SPLIT_MAX_CHUNKS];
+    XENT_T pm[XENT_SPLIT_MAX_THREADS];
+    int64_t r;
+    for (r = 0; r < n_rows; ++r) {
+        const XENT_T *xr = x + r * C;
+        XENT_T *gr = grad ? grad + r * C : NULL;
+        const int64_t t = target[r];
+        const int ignored = t == a->ignore_index;
+        const double sw = a->sample_weight ? (double)a->sample_weight[r] : 1.0;
+        const double cg = scale * sw * (a->grad_rows ? (double)a->grad_rows[r] : 1.0);
+        const double wt = (!ignored && a->weight) ? (double)a->weight[t] : 1.0;
+        const XENT_T xt = ignored ? 0 : xr[t]; /* read before an in-place pass overwrites it */
+        if (ignored) loss_rows[r] = 0.0;
+        XENT_PRAGMA_OMP(parallel num_threads(nt))
+        {
+            const int k = xent_thread_id(), team = xent_team_size();
+            int64_t clo, chi, lo, hi, ch;
+            xent_block_range(nch, team, k, &clo, &chi);
+            lo = clo * XENT_CHUNK;
+            hi = chi * XENT_CHUNK < C ? chi * XENT_CHUNK : C;
+            if (ignored) {
+                if (gr && hi > lo) memset(gr + lo, 0, (size_t)(hi - lo) * sizeof(XENT_T));
+            } else {
+                XENT_T m;
+                double s = 0.0, sx = 0.0;
+                ce_coefs_t kc;
+                int j;
+                pm[k] = hi > lo ? row_max(xr + lo, hi - lo) : xent_neg_inf();
+                XENT_PRAGMA_OMP(barrier)
+                m = pm[0];
+                for (j = 1; j < team; ++j) m = xv_hmax(xv_max(xv_set1(m), xv_set1(pm[j])));
+                for (ch = clo; ch < chi; ++ch) {
+                    const int64_t c0 = ch * XENT_CHUNK, len = (c0 + XENT_CHUNK < C) ? XENT_CHUNK : C - c0;
+                    cs[ch] = row_sumexp_ex(xr + c0, len, m, (gr == xr) ? gr + c0 : NULL,
+                                           a->weight ? a->weight + c0 : NULL, smooth ? &csx[ch] : NULL,
+                                           0, NULL);
+                }
+                XENT_PRAGMA_OMP(barrier)
+                for (ch = 0; ch < nch; ++ch) {
+                    s += cs[ch];
+                    if (smooth) sx += csx[ch];
+                }
+                kc = ce_class_coefs(m, s, sx, xt, wt, W, C, cg, a);
+                if (k == 0) loss_rows[r] = sw * kc.loss;
+                if (gr && hi > lo) {
+                    const XENT_T *v = a->weight ? a->weight + lo : NULL;
+                    if (gr == xr) row_axpb(gr + lo, hi - lo, 0, m, kc.a, kc.b, v, gr + lo, 0);
+                    else row_axpb(xr + lo, hi - lo, 1, m, kc.a, kc.b, v, gr + lo, stream);
+                    if (t >= lo && t < hi) gr[t] = (XENT_T)((double)gr[t] - kc.hit);
+                }
+                if (stream) xv_stream_fence();
+            }
+        }
+    }
+}
+
+/*
  * Cross-entropy over rows of (n_rows, n_cols) logits.
  *   target     (n_rows,) class indices, or NULL when q is given
  *   q          (n_rows, n_cols) probability targets, or NULL
@@ -304,6 +392,16 @@ int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT
     }
     scale = a->mean ? a->grad_scale / denom : a->grad_scale;
 
+    if (n_rows < n_threads && q == NULL && a->softcap == 0 && n_cols > XENT_SMALL_C) {
+        const int64_t nch = (n_cols + XENT_CHUNK - 1) / XENT_CHUNK;
+        nt = xent_threads_for(n_rows * n_cols, nch, n_threads);
+        if (nt > 1 && nch <= XENT_SPLIT_MAX_CHUNKS && nt <= XENT_SPLIT_MAX_THREADS) {
+            ce_rows_split(x, target, n_rows, n_cols, a, W, scale, loss_rows, grad, nt);
+            totals[0] = xent_sum_doubles(loss_rows, n_rows);
+            totals[1] = denom;
+            return XENT_OK;
+        }
+    }
     nt = xent_threads_for(n_rows * n_cols, n_rows, n_threads);
     if (XV_N > 1 && q == NULL && a->softcap == 0 && n_cols <= XENT_SMALL_C) {
         const int64_t nb = (n_rows + XV_N - 1) / XV_N;
