@@ -113,7 +113,8 @@ def _run(p: _Prepared, grad, grad_scale=1.0, grad_rows=None, nll=False):
     """Call the kernel; returns the loss as the reduction asks."""
     n = p.x.shape[0]
     loss_rows = np.empty(n, dtype=np.float64)
-    bad, total, denom = _core.ce_rows(
+    kernel = _core.ce_rows_f32 if p.x.dtype == np.float32 else _core.ce_rows_f64
+    bad, total, denom = kernel(
         p.x, p.target, p.q, p.weight, p.sample_weight, grad_rows, float(grad_scale),
         p.ignore_index, p.label_smoothing, p.z_loss, p.softcap, p.reduction == "mean",
         loss_rows, grad, p.n_threads, nll,
@@ -135,6 +136,8 @@ def _grad_buffer(p: _Prepared, out):
         g = np.empty(p.orig.shape, dtype=p.x.dtype)
         return g, g
     check_out(out, p.orig.shape, p.x.dtype)
+    if out is p.orig:  # in place
+        return out, out
     if np.may_share_memory(out, p.orig) and not same_buffer(out, p.orig):
         return np.empty(p.orig.shape, dtype=p.x.dtype), out  # partial overlap: compute aside
     return out, out
@@ -570,7 +573,8 @@ def perplexity(
                  num_threads=num_threads, soft_ok=False)
     n = p.x.shape[0]
     loss_rows = np.empty(n, dtype=np.float64)
-    bad, total, denom = _core.ce_rows(
+    kernel = _core.ce_rows_f32 if p.x.dtype == np.float32 else _core.ce_rows_f64
+    bad, total, denom = kernel(
         p.x, p.target, None, None, None, None, 1.0, p.ignore_index, 0.0, 0.0, 0.0, False,
         loss_rows, None, p.n_threads,
     )

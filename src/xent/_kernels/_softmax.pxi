@@ -13,7 +13,7 @@ cdef extern from "xent_kernels.h" nogil:
     int64_t xent_log_array_f64(const double *x, int64_t n, double *out)
 
 
-def logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
+cdef _logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
     """Row-wise logsumexp; see xent.logsumexp."""
     cdef int64_t n = x.shape[0], c = x.shape[1]
     if out.shape[0] != n:
@@ -28,7 +28,7 @@ def logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
             xent_logsumexp_rows_f64(px, n, c, &out[0], n_threads)
 
 
-def softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, int n_threads, bint log):
+cdef _softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, int n_threads, bint log):
     """Row-wise softmax or log_softmax; see xent.softmax / xent.log_softmax."""
     cdef int64_t n = x.shape[0], c = x.shape[1]
     if out.shape[0] != n or out.shape[1] != c:
@@ -74,3 +74,34 @@ def log_array(const floating[::1] x, floating[::1] out):
             xent_log_array_f32(&x[0], n, &out[0])
         else:
             xent_log_array_f64(&x[0], n, &out[0])
+
+
+# Concrete entry points (fused-type dispatch of a def function costs microseconds per call).
+def logsumexp_rows_f32(const float[:, ::1] x, float[::1] out, int n_threads):
+    """float32 row-wise logsumexp; see xent.logsumexp."""
+    _logsumexp_rows(x, out, n_threads)
+
+
+def logsumexp_rows_f64(const double[:, ::1] x, double[::1] out, int n_threads):
+    """float64 row-wise logsumexp; see xent.logsumexp."""
+    _logsumexp_rows(x, out, n_threads)
+
+
+def softmax_rows_f32(const float[:, ::1] x, float[:, ::1] out, int n_threads, bint log):
+    """float32 row-wise softmax / log_softmax."""
+    _softmax_rows(x, out, n_threads, log)
+
+
+def softmax_rows_f64(const double[:, ::1] x, double[:, ::1] out, int n_threads, bint log):
+    """float64 row-wise softmax / log_softmax."""
+    _softmax_rows(x, out, n_threads, log)
+
+
+def logsumexp_rows(x, out, int n_threads):
+    """Row-wise logsumexp of a float32 or float64 array."""
+    (logsumexp_rows_f32 if x.dtype == np.float32 else logsumexp_rows_f64)(x, out, n_threads)
+
+
+def softmax_rows(x, out, int n_threads, bint log):
+    """Row-wise softmax / log_softmax of a float32 or float64 array."""
+    (softmax_rows_f32 if x.dtype == np.float32 else softmax_rows_f64)(x, out, n_threads, log)
