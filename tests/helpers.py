@@ -77,3 +77,60 @@ def max_ulp_error(actual, expected_ld, dtype) -> float:
     ulp = np.where(ulp > 0, ulp, tiny).astype(np.longdouble)
     err = np.abs(a.astype(np.longdouble) - t) / ulp
     return float(err.max()) if err.size else 0.0
+
+
+# ---- input generators shared by the primitive and loss tests ----
+
+#: Class counts around every vector width (1/4/8/16 lanes) and chunk boundary.
+N_COLS = (1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 63, 65, 1023, 1025, 2049, 32000)
+N_ROWS = (0, 1, 2, 13, 257)
+
+
+def shape_grid():
+    """(n_rows, n_cols) pairs: every small C with every row count, big C with fewer rows."""
+    out = []
+    for c in N_COLS:
+        if c <= 65:
+            rows = N_ROWS
+        elif c <= 2049:
+            rows = (0, 1, 2, 13) + ((257,) if c == 1025 else ())
+        else:
+            rows = (1, 2)
+        out.extend((r, c) for r in rows)
+    return out
+
+
+def make_logits(rng, shape, dtype, scale=5.0, spread=50.0):
+    """Gaussian logits with a random offset per row (so the max shift matters)."""
+    x = rng.standard_normal(shape) * scale
+    if len(shape) >= 1 and x.size:
+        x += rng.uniform(-spread, spread, size=shape[:-1] + (1,))
+    return x.astype(dtype)
+
+
+def special_rows(c, dtype):
+    """Rows holding -inf / +inf / NaN at positions in the vector body and the tail."""
+    rows = []
+    base = np.linspace(-3.0, 3.0, c)
+    idx = sorted({0, c // 2, c - 1})
+    for pos in idx:
+        for val in (np.inf, -np.inf, np.nan):
+            r = base.copy()
+            r[pos] = val
+            rows.append(r)
+    rows.append(np.full(c, -np.inf))
+    rows.append(np.full(c, np.inf))
+    rows.append(np.full(c, np.nan))
+    r = base.copy()
+    r[::2] = -np.inf  # masked vocabulary
+    rows.append(r)
+    r = base.copy()
+    r[0], r[-1] = np.inf, -np.inf
+    rows.append(r)
+    r = base.copy()
+    r[0], r[-1] = np.nan, np.inf
+    rows.append(r)
+    r = base.copy()
+    r[0], r[-1] = np.inf, np.inf
+    rows.append(r)
+    return np.array(rows).astype(dtype)
