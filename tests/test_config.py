@@ -153,3 +153,14 @@ def test_serial_build_reports_one_thread(restore_threads):
         pytest.skip("OpenMP build")
     xent.set_num_threads(4)
     assert xent.get_num_threads() == 1
+
+
+def test_this_session_honours_xent_simd():
+    """Under CI's XENT_SIMD runs, the whole session really runs on that path."""
+    from conftest import _SESSION_SIMD
+
+    want = os.environ.get("XENT_SIMD", "").strip().lower()
+    if want not in SIMD_ORDER:
+        pytest.skip("XENT_SIMD not set")
+    best = _core.simd_supported()
+    assert _SESSION_SIMD == (want if SIMD_ORDER.index(want) <= SIMD_ORDER.index(best) else best)
