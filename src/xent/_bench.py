@@ -122,11 +122,22 @@ class Case:
         return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
 
 
-def _logits(shape, dtype, seed=0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape, dtype=np.dtype(dtype))
-    x *= 3.0
-    return x
+_POOL: dict = {}
+_POOL_SIZE = 1 << 21  # 2M random values, tiled: building a 500 MB input costs a copy
+
+
+def _logits(shape, dtype) -> np.ndarray:
+    """Logits ~ N(0, 3^2), tiled from a fixed pool of random numbers (fast to build)."""
+    dt = np.dtype(dtype)
+    if dt not in _POOL:
+        rng = np.random.default_rng(0)
+        _POOL[dt] = (rng.standard_normal(_POOL_SIZE) * 3.0).astype(dt)
+    pool = _POOL[dt]
+    flat = np.empty(int(np.prod(shape)), dtype=dt)
+    for i in range(0, flat.size, pool.size):
+        n = min(pool.size, flat.size - i)
+        flat[i : i + n] = pool[:n]
+    return flat.reshape(shape)
 
 
 def _targets(shape, ignore_frac=0.0, seed=1) -> np.ndarray:
@@ -377,7 +388,12 @@ def _shape(scale: str, full: tuple, quick: tuple | None = None) -> tuple:
 
 
 def build_cases(scale: str) -> list[Case]:
-    """All benchmark cases of a scale, in table order."""
+    """All benchmark cases of a scale, in table order.
+
+    ``quick`` uses smaller shapes and drops a few second shapes of the same
+    operation (every operation keeps at least one row); ``tiny`` keeps every
+    row at a tiny shape (for tests).
+    """
     big = _shape(scale, (4096, 32000), (1024, 32000))
     vocab = _shape(scale, (1024, 128256), (256, 128256))
     mid = _shape(scale, (32768, 1000), (8192, 1000))
@@ -386,15 +402,16 @@ def build_cases(scale: str) -> list[Case]:
     fused = ("cross_entropy_and_grad",)
     c = []
 
-    def add(key, op, shape, dtype, needs, traffic, make, threads=THREADS):
-        c.append(Case(key, op, shape, dtype, threads, needs, traffic, make))
+    def add(key, op, shape, dtype, needs, traffic, make, threads=THREADS, quick=True):
+        if quick or scale == "full":
+            c.append(Case(key, op, shape, dtype, threads, needs, traffic, make))
 
     add("fused", "fused loss+grad (in place)", big, f32, fused, 2, _make_fused())
     add("fused", "fused loss+grad (in place)", vocab, f32, fused, 2, _make_fused())
     add("loss", "loss only", big, f32, ("cross_entropy",), 1, _make_loss)
-    add("loss", "loss only", vocab, f32, ("cross_entropy",), 1, _make_loss)
+    add("loss", "loss only", vocab, f32, ("cross_entropy",), 1, _make_loss, quick=False)
     add("logsumexp", "logsumexp", big, f32, ("logsumexp",), 1, _make_lse)
-    add("logsumexp", "logsumexp", vocab, f32, ("logsumexp",), 1, _make_lse)
+    add("logsumexp", "logsumexp", vocab, f32, ("logsumexp",), 1, _make_lse, quick=False)
     add("fused", "fused loss+grad (in place)", mid, f32, fused, 2, _make_fused())
     add("fused", "fused loss+grad (in place)", mid, f64, fused, 2, _make_fused())
     add("fused_ls", "fused, label_smoothing=0.1", big, f32, fused, 2, _make_fused("ls"))
@@ -409,9 +426,9 @@ def build_cases(scale: str) -> list[Case]:
     add("fused", "fused loss+grad (in place)", big, f32, fused, 2, _make_fused(), threads=1)
     add("softmax", "softmax", big, f32, ("softmax",), 2, _make_softmax(False))
     add("log_softmax", "log_softmax", big, f32, ("log_softmax",), 2, _make_softmax(True))
-    for shp in ((8, 128256), (64, 32000), (1, 128256)):
+    for shp, q in (((8, 128256), True), ((64, 32000), False), ((1, 128256), True)):
         add("token_scores", "token_scores top_k=20", _shape(scale, shp), f32,
-            ("token_scores",), 1, _make_token_scores)
+            ("token_scores",), 1, _make_token_scores, quick=q)
     add("adapter", "xent.torch.CrossEntropyLoss fwd+bwd", big, f32, ("torch",), 2, _make_adapter)
     return c
 
