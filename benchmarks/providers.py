@@ -32,8 +32,7 @@ def label(benchmark, op: str, provider: str, dtype: str, shape, threads: int) ->
     """Group results per op/dtype/shape so providers are compared side by side."""
     benchmark.group = f"{op}-{dtype}-{shape_id(shape)}"
     benchmark.extra_info.update(
-        {"op": op, "provider": provider, "dtype": dtype, "shape": list(shape),
-         "threads": threads}
+        {"op": op, "provider": provider, "dtype": dtype, "shape": list(shape), "threads": threads}
     )
 
 

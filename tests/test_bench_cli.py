@@ -36,8 +36,19 @@ def test_cli_quick_tiny_json(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    for word in ("op", "shape", "xent ms", "torch ms", "numpy ms", "copy ms", "% copy",
-                 "Machine:", "logsumexp", "softmax", "log_softmax"):
+    for word in (
+        "op",
+        "shape",
+        "xent ms",
+        "torch ms",
+        "numpy ms",
+        "copy ms",
+        "% copy",
+        "Machine:",
+        "logsumexp",
+        "softmax",
+        "log_softmax",
+    ):
         assert word in out
     assert "[main " in proc.stderr  # one progress line per case
     doc = json.loads(path.read_text())
@@ -107,20 +118,44 @@ def test_measure_restores_before_every_call():
 
 
 def test_table_and_json_sanitising():
-    rows = [{
-        "op": "logsumexp", "shape": [2, 3], "dtype": "float32", "threads": 2,
-        "xent_ms": 1.0, "torch_ms": None, "torch_default_env_ms": float("nan"),
-        "numpy_ms": 2.0, "copy_ms": 0.5, "speedup_vs_torch": None,
-        "speedup_vs_torch_default_env": None, "speedup_vs_numpy": 2.0,
-        "xent_gbps": 1.5, "pct_of_copy": 40.0,
-    }]
+    rows = [
+        {
+            "op": "logsumexp",
+            "shape": [2, 3],
+            "dtype": "float32",
+            "threads": 2,
+            "xent_ms": 1.0,
+            "torch_ms": None,
+            "torch_default_env_ms": float("nan"),
+            "numpy_ms": 2.0,
+            "copy_ms": 0.5,
+            "speedup_vs_torch": None,
+            "speedup_vs_torch_default_env": None,
+            "speedup_vs_numpy": 2.0,
+            "xent_gbps": 1.5,
+            "pct_of_copy": 40.0,
+        }
+    ]
     table = _bench.format_table(rows).splitlines()
     assert table[0].startswith("op") and "2x3" in table[2] and "2.00x" in table[2]
     assert _bench._finite({"a": [float("inf"), 1.0]}) == {"a": [None, 1.0]}
 
 
-@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is not None,
-                    reason="matplotlib is installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("matplotlib") is not None, reason="matplotlib is installed"
+)
 def test_plot_without_matplotlib_fails_fast(tmp_path, capsys):
     assert _bench.run_bench(quick=True, json_path=None, plot_path=str(tmp_path / "p.png")) == 2
     assert "matplotlib" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scale", ["full", "quick", "tiny"])
+def test_plan_covers_every_case_once(scale):
+    groups = _bench.plan(scale)
+    ids = [i for g in groups for i in g]
+    assert ids == [c.id for c in _bench.build_cases(scale)]
+    if scale != "full":
+        assert len(groups) == 1  # one worker process: quick must start fast
+    else:
+        big = {c.id for c in _bench.build_cases(scale) if c.nbytes >= _bench.BIG_BYTES}
+        assert big and all(len(g) == 1 for g in groups if big & set(g))

@@ -34,6 +34,7 @@ the current process and skips the default-env pass.
 from __future__ import annotations
 
 import datetime
+import gc
 import importlib.util
 import json
 import math
@@ -51,6 +52,7 @@ __all__ = ["run_bench"]
 
 TUNED_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
 PROVIDERS = ("xent", "torch", "numpy", "copy")
+BIG_BYTES = 200_000_000  # inputs this large get a worker process of their own (full mode)
 THREADS = 2
 SCHEMA_VERSION = 1
 
@@ -75,7 +77,7 @@ class Settings:
 
 
 _SETTINGS = {
-    "full": Settings("full", 5, 40, 2.0, 30.0, 0.03, 0.005, 2000, 30, 3),
+    "full": Settings("full", 3, 40, 2.0, 30.0, 0.03, 0.005, 2000, 30, 3),
     "quick": Settings("quick", 3, 15, 0.3, 3.0, 0.02, 0.002, 500, 10, 2),
     "tiny": Settings("tiny", 1, 2, 0.0, 1.0, 0.001, 0.0, 1, 2, 1),
 }
@@ -421,14 +423,29 @@ def build_cases(scale: str) -> list[Case]:
     add("loss", "loss only", few, f32, ("cross_entropy",), 1, _make_loss)
     add("logsumexp", "logsumexp", few, f32, ("logsumexp",), 1, _make_lse)
     for shp in ((1, 32000), (8, 128256)):
-        add("latency", "latency fwd+bwd (whole call)", _shape(scale, shp), f32, fused, 2,
-            _make_fused(inplace=False))
+        add(
+            "latency",
+            "latency fwd+bwd (whole call)",
+            _shape(scale, shp),
+            f32,
+            fused,
+            2,
+            _make_fused(inplace=False),
+        )
     add("fused", "fused loss+grad (in place)", big, f32, fused, 2, _make_fused(), threads=1)
     add("softmax", "softmax", big, f32, ("softmax",), 2, _make_softmax(False))
     add("log_softmax", "log_softmax", big, f32, ("log_softmax",), 2, _make_softmax(True))
     for shp, q in (((8, 128256), True), ((64, 32000), False), ((1, 128256), True)):
-        add("token_scores", "token_scores top_k=20", _shape(scale, shp), f32,
-            ("token_scores",), 1, _make_token_scores, quick=q)
+        add(
+            "token_scores",
+            "token_scores top_k=20",
+            _shape(scale, shp),
+            f32,
+            ("token_scores",),
+            1,
+            _make_token_scores,
+            quick=q,
+        )
     add("adapter", "xent.torch.CrossEntropyLoss fwd+bwd", big, f32, ("torch",), 2, _make_adapter)
     return c
 
@@ -576,19 +593,21 @@ def _mixing(scale: str, st: Settings) -> list:
                 mixed.append(time.perf_counter() - t0)
         a, m = _median(alone) * 1e3, _median(mixed) * 1e3
         slow = (m / a - 1.0) * 100.0 if a > 0 else math.nan
-        out.append({
-            "library": lib,
-            "other": "xent" if lib == "torch" else "torch",
-            "op": what,
-            "shape": list(shape),
-            "dtype": "float32",
-            "threads": THREADS,
-            "alone_ms": a,
-            "interleaved_ms": m,
-            "slowdown_pct": slow,
-            "within_10pct": bool(slow <= 10.0),
-            "n": len(alone),
-        })
+        out.append(
+            {
+                "library": lib,
+                "other": "xent" if lib == "torch" else "torch",
+                "op": what,
+                "shape": list(shape),
+                "dtype": "float32",
+                "threads": THREADS,
+                "alone_ms": a,
+                "interleaved_ms": m,
+                "slowdown_pct": slow,
+                "within_10pct": bool(slow <= 10.0),
+                "n": len(alone),
+            }
+        )
     return out
 
 
@@ -615,12 +634,16 @@ def worker(config: dict) -> dict:
     if "torch" in want and not have_torch:
         want.discard("torch")
         notices.append("torch is not installed: torch columns skipped")
-    cases = build_cases(scale)
+    all_cases = _selected(scale)
+    index = {c.id: i for i, c in enumerate(all_cases, 1)}
+    ids = config.get("case_ids")
+    cases = all_cases if ids is None else [c for c in all_cases if c.id in set(ids)]
     results, skipped = [], []
     reported = set()
-    for i, case in enumerate(cases, 1):
+    for case in cases:
         shp = "x".join(map(str, case.shape))
-        head = f"[{label} {i:2d}/{len(cases)}] {case.op} {shp} {case.dtype} t={case.threads}"
+        num = f"{index[case.id]:2d}/{len(all_cases)}"
+        head = f"[{label} {num}] {case.op} {shp} {case.dtype} t={case.threads}"
         why = _missing(case)
         if why is None and case.needs == ("torch",) and not have_torch:
             why = "torch is not installed"
@@ -635,20 +658,32 @@ def worker(config: dict) -> dict:
         _set_threads(case.threads, have_torch)
         impls = case.make(case, want)
         res = measure(impls, st)
-        results.append({
-            "id": case.id,
-            "what": {n: impl.what for n, impl in impls.items()},
-            "timings": res,
-        })
+        results.append(
+            {
+                "id": case.id,
+                "what": {n: impl.what for n, impl in impls.items()},
+                "timings": res,
+                "peak_rss_gb": _peak_rss_gb(),
+            }
+        )
         del impls
+        gc.collect()
         msg = "  ".join(f"{n} {r['ms']:.3g} ms" for n, r in res.items())
-        print(f"{head}: {msg}  ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
+        took = time.perf_counter() - t0
+        print(
+            f"{head}: {msg}  ({took:.1f} s, peak RSS {_peak_rss_gb():.2f} GB)",
+            file=sys.stderr,
+            flush=True,
+        )
     mixing = []
     if config.get("mixing") and have_torch and "torch" in want:
-        print(f"[{label}] mixing xent and torch calls in one process ...", file=sys.stderr,
-              flush=True)
+        print(
+            f"[{label}] mixing xent and torch calls in one process ...", file=sys.stderr, flush=True
+        )
         mixing = _mixing(scale, st)
     _set_threads(THREADS, have_torch and "torch" in want)
+    machine = _versions(have_torch and "torch" in want)
+    machine["peak_rss_gb"] = _peak_rss_gb()
     return {
         "label": label,
         "settings": st.__dict__,
@@ -656,8 +691,64 @@ def worker(config: dict) -> dict:
         "skipped": skipped,
         "notices": notices,
         "mixing": mixing,
-        "machine": _versions(have_torch and "torch" in want),
+        "machine": machine,
     }
+
+
+def _selected(scale: str) -> list:
+    """The cases of a scale, filtered by ``XENT_BENCH_ONLY`` (comma-separated id substrings)."""
+    cases = build_cases(scale)
+    only = [w for w in os.environ.get("XENT_BENCH_ONLY", "").split(",") if w]
+    if only:
+        cases = [c for c in cases if any(w in c.id for w in only)]
+    return cases
+
+
+def plan(scale: str) -> list:
+    """Split the cases into groups of ids, each measured by a fresh worker process.
+
+    In full mode every case whose input reaches ``BIG_BYTES`` gets a process
+    of its own: with ``MALLOC_MMAP_MAX_=0`` glibc never returns memory to the
+    system and the heap of a process that ran PyTorch on 500 MB inputs only
+    grows (fragmentation), so a fresh process per large case bounds the peak
+    memory.  Smaller cases (and every case of the quick and tiny scales, which
+    must start fast) share one process.
+    """
+    groups: list = []
+    small: list = []
+    for case in _selected(scale):
+        if scale == "full" and case.nbytes >= BIG_BYTES:
+            if small:
+                groups.append(small)
+                small = []
+            groups.append([case.id])
+        else:
+            small.append(case.id)
+    if small or not groups:
+        groups.append(small)
+    return groups
+
+
+def _merge(parts: list) -> dict:
+    """Concatenate the outputs of several workers of the same label."""
+    out = dict(parts[0])
+    for key in ("results", "skipped", "mixing"):
+        out[key] = [x for p in parts for x in p[key]]
+    out["notices"] = list(dict.fromkeys(n for p in parts for n in p["notices"]))
+    out["machine"] = dict(parts[0]["machine"])
+    out["machine"]["peak_rss_gb"] = max(p["machine"]["peak_rss_gb"] for p in parts)
+    out["machine"]["worker_processes"] = len(parts)
+    return out
+
+
+def _peak_rss_gb() -> float:
+    """Peak resident memory of this process in GB (Linux/macOS; NaN elsewhere)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return math.nan
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1e9 if sys.platform == "darwin" else 1e6)
 
 
 def _worker_main(path: str) -> int:
@@ -693,8 +784,9 @@ def _spawn(config: dict, env_update: dict, drop: tuple = ()) -> dict:
             [sys.executable, "-c", code, cfg_path], env=env, check=False
         )
         if proc.returncode != 0:
-            raise RuntimeError(f"benchmark worker {config['label']!r} failed "
-                               f"(exit status {proc.returncode})")
+            raise RuntimeError(
+                f"benchmark worker {config['label']!r} failed (exit status {proc.returncode})"
+            )
         with open(config["out"]) as fh:
             return json.load(fh)
 
@@ -721,29 +813,32 @@ def _rows(main: dict, default: dict | None) -> list:
         td = ms("torch", dflt.get(r["id"], {}))
         gbps = case.traffic * case.nbytes / (x * 1e-3) / 1e9 if x else None
         copy_gbps = 2 * case.nbytes / (cp * 1e-3) / 1e9 if cp else None
-        rows.append({
-            "id": case.id,
-            "op": case.op,
-            "key": case.key,
-            "shape": list(case.shape),
-            "dtype": case.dtype,
-            "threads": case.threads,
-            "xent_ms": x,
-            "torch_ms": tq,
-            "torch_default_env_ms": td,
-            "numpy_ms": npy,
-            "copy_ms": cp,
-            "speedup_vs_torch": _ratio(x, tq),
-            "speedup_vs_torch_default_env": _ratio(x, td),
-            "speedup_vs_numpy": _ratio(x, npy),
-            "xent_gbps": gbps,
-            "copy_gbps": copy_gbps,
-            "pct_of_copy": 100.0 * gbps / copy_gbps if gbps and copy_gbps else None,
-            "bytes": int(case.traffic * case.nbytes),
-            "calls": r.get("what", {}),
-            "samples": {n: v["n"] for n, v in tm.items()},
-            "inner": {n: v["inner"] for n, v in tm.items()},
-        })
+        rows.append(
+            {
+                "id": case.id,
+                "op": case.op,
+                "key": case.key,
+                "shape": list(case.shape),
+                "dtype": case.dtype,
+                "threads": case.threads,
+                "xent_ms": x,
+                "torch_ms": tq,
+                "torch_default_env_ms": td,
+                "numpy_ms": npy,
+                "copy_ms": cp,
+                "speedup_vs_torch": _ratio(x, tq),
+                "speedup_vs_torch_default_env": _ratio(x, td),
+                "speedup_vs_numpy": _ratio(x, npy),
+                "xent_gbps": gbps,
+                "copy_gbps": copy_gbps,
+                "pct_of_copy": 100.0 * gbps / copy_gbps if gbps and copy_gbps else None,
+                "bytes": int(case.traffic * case.nbytes),
+                "calls": r.get("what", {}),
+                "samples": {n: v["n"] for n, v in tm.items()},
+                "peak_rss_gb": r.get("peak_rss_gb"),
+                "inner": {n: v["inner"] for n, v in tm.items()},
+            }
+        )
     return rows
 
 
@@ -755,26 +850,51 @@ def _fmt(v, spec: str = ".3g", suffix: str = "") -> str:
 
 def format_table(rows: list) -> str:
     """The results as a fixed-width text table."""
-    head = ("op", "shape", "dtype", "thr", "xent ms", "torch ms", "torch(def) ms", "numpy ms",
-            "copy ms", "vs torch", "vs torch(def)", "vs numpy", "GB/s", "% copy")
+    head = (
+        "op",
+        "shape",
+        "dtype",
+        "thr",
+        "xent ms",
+        "torch ms",
+        "torch(def) ms",
+        "numpy ms",
+        "copy ms",
+        "vs torch",
+        "vs torch(def)",
+        "vs numpy",
+        "GB/s",
+        "% copy",
+    )
     body = []
     for r in rows:
-        body.append((
-            r["op"], "x".join(map(str, r["shape"])), r["dtype"], str(r["threads"]),
-            _fmt(r["xent_ms"]), _fmt(r["torch_ms"]), _fmt(r["torch_default_env_ms"]),
-            _fmt(r["numpy_ms"]), _fmt(r["copy_ms"]),
-            _fmt(r["speedup_vs_torch"], ".2f", "x"),
-            _fmt(r["speedup_vs_torch_default_env"], ".2f", "x"),
-            _fmt(r["speedup_vs_numpy"], ".2f", "x"),
-            _fmt(r["xent_gbps"], ".1f"), _fmt(r["pct_of_copy"], ".0f", "%"),
-        ))
-    width = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
-             for i, h in enumerate(head)]
+        body.append(
+            (
+                r["op"],
+                "x".join(map(str, r["shape"])),
+                r["dtype"],
+                str(r["threads"]),
+                _fmt(r["xent_ms"]),
+                _fmt(r["torch_ms"]),
+                _fmt(r["torch_default_env_ms"]),
+                _fmt(r["numpy_ms"]),
+                _fmt(r["copy_ms"]),
+                _fmt(r["speedup_vs_torch"], ".2f", "x"),
+                _fmt(r["speedup_vs_torch_default_env"], ".2f", "x"),
+                _fmt(r["speedup_vs_numpy"], ".2f", "x"),
+                _fmt(r["xent_gbps"], ".1f"),
+                _fmt(r["pct_of_copy"], ".0f", "%"),
+            )
+        )
+    width = [
+        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)
+    ]
     left = {0, 1, 2}
 
     def line(cells):
-        return "  ".join(c.ljust(w) if i in left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, width))).rstrip()
+        return "  ".join(
+            c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, width))
+        ).rstrip()
 
     out = [line(head), line(["-" * w for w in width])]
     out += [line(b) for b in body]
@@ -796,8 +916,19 @@ def format_mixing(mixing: list) -> str:
 
 def format_machine(m: dict) -> str:
     """Machine and version summary."""
-    keys = ("cpu", "cpu_count", "platform", "python", "numpy", "torch", "xent", "compiler",
-            "openmp", "simd_active", "simd_supported")
+    keys = (
+        "cpu",
+        "cpu_count",
+        "platform",
+        "python",
+        "numpy",
+        "torch",
+        "xent",
+        "compiler",
+        "openmp",
+        "simd_active",
+        "simd_supported",
+    )
     return "\n".join(f"  {k:15s} {m.get(k, '-')}" for k in keys)
 
 
@@ -808,11 +939,14 @@ def write_plot(rows: list, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r['op']}\n{'x'.join(map(str, r['shape']))} {r['dtype']} t{r['threads']}"
-              for r in rows]
-    series = [("vs torch", "speedup_vs_torch"),
-              ("vs torch (default env)", "speedup_vs_torch_default_env"),
-              ("vs NumPy", "speedup_vs_numpy")]
+    labels = [
+        f"{r['op']}\n{'x'.join(map(str, r['shape']))} {r['dtype']} t{r['threads']}" for r in rows
+    ]
+    series = [
+        ("vs torch", "speedup_vs_torch"),
+        ("vs torch (default env)", "speedup_vs_torch_default_env"),
+        ("vs NumPy", "speedup_vs_numpy"),
+    ]
     series = [(n, k) for n, k in series if any(r[k] for r in rows)]
     fig, ax = plt.subplots(figsize=(10, 0.45 * max(4, len(rows)) + 1.5))
     y = np.arange(len(rows))
@@ -829,6 +963,43 @@ def write_plot(rows: list, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _run_workers(base: dict, tuned: bool, have_torch: bool) -> tuple:
+    """Run the main pass (and, when `tuned`, the default-env torch pass) in workers."""
+    groups = plan(base["scale"])
+    env, drop = (TUNED_ENV, ()) if tuned else ({}, tuple(TUNED_ENV))
+    main = _merge(
+        [
+            _spawn(
+                dict(
+                    base,
+                    label="main",
+                    providers=list(PROVIDERS),
+                    case_ids=ids,
+                    mixing=k == len(groups) - 1,
+                ),
+                env,
+                drop,
+            )
+            for k, ids in enumerate(groups)
+        ]
+    )
+    default = None
+    if tuned and have_torch:
+        default = _merge(
+            [
+                _spawn(
+                    dict(
+                        base, label="default-env", providers=["torch"], case_ids=ids, mixing=False
+                    ),
+                    {},
+                    drop=tuple(TUNED_ENV),
+                )
+                for ids in groups
+            ]
+        )
+    return main, default
 
 
 def run_bench(quick: bool, json_path: str | None, plot_path: str | None) -> int:
@@ -855,25 +1026,28 @@ def run_bench(quick: bool, json_path: str | None, plot_path: str | None) -> int:
     have_torch = importlib.util.find_spec("torch") is not None
     base = {"scale": scale, "mixing": True}
     t0 = time.perf_counter()
-    print(f"xent bench ({scale}): progress on stderr, one line per case", file=sys.stderr,
-          flush=True)
+    print(
+        f"xent bench ({scale}): progress on stderr, one line per case", file=sys.stderr, flush=True
+    )
+    tuned = os.environ.get("XENT_BENCH_MALLOC_TUNED", "1") != "0"
     if os.environ.get("XENT_BENCH_INPROCESS", "") not in ("", "0"):
         main = worker(dict(base, label="main", providers=list(PROVIDERS)))
         default = None
     else:
-        main = _spawn(dict(base, label="main", providers=list(PROVIDERS)), TUNED_ENV)
-        default = None
-        if have_torch:
-            default = _spawn(dict(base, label="default-env", providers=["torch"], mixing=False),
-                             {}, drop=tuple(TUNED_ENV))
+        main, default = _run_workers(base, tuned, have_torch)
     rows = _rows(main, default)
     notices = list(dict.fromkeys(main["notices"] + (default or {}).get("notices", [])))
     print()
-    print(f"xent benchmark ({scale}); medians; torch ms = PyTorch at its best "
-          f"({' '.join(f'{k}={v}' for k, v in TUNED_ENV.items())}), "
-          "torch(def) = default environment;")
-    print("vs = speedup of xent (>1: xent faster); GB/s = logits bytes the xent call must "
-          "move / time; % copy = of np.copyto(dst, x) bandwidth in the same run")
+    if main["machine"]["malloc_env"] == TUNED_ENV:
+        best = " ".join(f"{k}={v}" for k, v in TUNED_ENV.items())
+        torch_note = f"torch ms = PyTorch at its best ({best}), torch(def) = default environment"
+    else:
+        torch_note = "torch ms = PyTorch in the default environment (XENT_BENCH_MALLOC_TUNED=0)"
+    print(f"xent benchmark ({scale}); medians of repeated runs; {torch_note};")
+    print(
+        "vs = speedup of xent (>1: xent faster); GB/s = logits bytes the xent call must "
+        "move / time; % copy = of np.copyto(dst, x) bandwidth in the same run"
+    )
     print()
     print(format_table(rows))
     if main["mixing"]:
@@ -886,6 +1060,10 @@ def run_bench(quick: bool, json_path: str | None, plot_path: str | None) -> int:
     print("Machine:")
     print(format_machine(main["machine"]))
     print(f"  {'threads':15s} {THREADS} per library (1 in the t=1 rows)")
+    print(
+        f"  {'peak RSS':15s} {main['machine'].get('peak_rss_gb', math.nan):.2f} GB "
+        f"(largest main worker process)"
+    )
     elapsed = time.perf_counter() - t0
     print(f"  {'elapsed':15s} {elapsed:.1f} s")
     if json_path:
