@@ -117,26 +117,28 @@ def test_measure_restores_before_every_call():
         assert r["ms"] >= r["min_ms"] >= 0
 
 
+ROWS = [
+    {
+        "op": "logsumexp",
+        "shape": [2, 3],
+        "dtype": "float32",
+        "threads": 2,
+        "xent_ms": 1.0,
+        "torch_ms": None,
+        "torch_default_env_ms": float("nan"),
+        "numpy_ms": 2.0,
+        "copy_ms": 0.5,
+        "speedup_vs_torch": None,
+        "speedup_vs_torch_default_env": None,
+        "speedup_vs_numpy": 2.0,
+        "xent_gbps": 1.5,
+        "pct_of_copy": 40.0,
+    }
+]
+
+
 def test_table_and_json_sanitising():
-    rows = [
-        {
-            "op": "logsumexp",
-            "shape": [2, 3],
-            "dtype": "float32",
-            "threads": 2,
-            "xent_ms": 1.0,
-            "torch_ms": None,
-            "torch_default_env_ms": float("nan"),
-            "numpy_ms": 2.0,
-            "copy_ms": 0.5,
-            "speedup_vs_torch": None,
-            "speedup_vs_torch_default_env": None,
-            "speedup_vs_numpy": 2.0,
-            "xent_gbps": 1.5,
-            "pct_of_copy": 40.0,
-        }
-    ]
-    table = _bench.format_table(rows).splitlines()
+    table = _bench.format_table(ROWS).splitlines()
     assert table[0].startswith("op") and "2x3" in table[2] and "2.00x" in table[2]
     assert _bench._finite({"a": [float("inf"), 1.0]}) == {"a": [None, 1.0]}
 
@@ -147,6 +149,13 @@ def test_table_and_json_sanitising():
 def test_plot_without_matplotlib_fails_fast(tmp_path, capsys):
     assert _bench.run_bench(quick=True, json_path=None, plot_path=str(tmp_path / "p.png")) == 2
     assert "matplotlib" in capsys.readouterr().err
+
+
+def test_plot_writes_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "p.png"
+    _bench.write_plot(ROWS, str(path), "title")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("scale", ["full", "quick", "tiny"])

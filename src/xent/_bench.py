@@ -26,9 +26,21 @@ time budget or a repeat cap is reached; the reported number is the median.
 Calls shorter than a couple of milliseconds are timed in blocks of several
 back-to-back calls (only for providers that need no restore between calls).
 
-Environment knobs (for tests and debugging): ``XENT_BENCH_TINY=1`` makes every
-case tiny with 1-2 repeats; ``XENT_BENCH_INPROCESS=1`` runs the main worker in
-the current process and skips the default-env pass.
+In full mode every case whose input reaches ``BIG_BYTES`` runs in a worker
+process of its own (see ``plan``): under the tuned malloc environment the heap
+of a process that ran PyTorch on 500 MB inputs never shrinks.
+
+Environment knobs (for tests and debugging):
+
+``XENT_BENCH_TINY=1``
+    every case tiny, 1-2 repeats (a few seconds; used by the test suite);
+``XENT_BENCH_ONLY=sub1,sub2``
+    only the cases whose id (``op|RxC|dtype|tN``) contains one of the substrings;
+``XENT_BENCH_MALLOC_TUNED=0``
+    run the main pass in the default malloc environment and skip the second
+    pass (less memory; the torch column is then PyTorch as users meet it);
+``XENT_BENCH_INPROCESS=1``
+    run the main pass in the current process (no subprocess, no default-env pass).
 """
 
 from __future__ import annotations
@@ -393,8 +405,8 @@ def build_cases(scale: str) -> list[Case]:
     """All benchmark cases of a scale, in table order.
 
     ``quick`` uses smaller shapes and drops a few second shapes of the same
-    operation (every operation keeps at least one row); ``tiny`` keeps every
-    row at a tiny shape (for tests).
+    operation (every operation keeps at least one row); ``tiny`` runs the quick
+    rows at tiny shapes (for tests).
     """
     big = _shape(scale, (4096, 32000), (1024, 32000))
     vocab = _shape(scale, (1024, 128256), (256, 128256))
@@ -932,7 +944,7 @@ def format_machine(m: dict) -> str:
     return "\n".join(f"  {k:15s} {m.get(k, '-')}" for k in keys)
 
 
-def write_plot(rows: list, path: str) -> None:
+def write_plot(rows: list, path: str, title: str = "") -> None:
     """Bar chart of xent's speedups over torch (tuned and default env) and NumPy."""
     import matplotlib
 
@@ -960,6 +972,8 @@ def write_plot(rows: list, path: str) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("speedup of xent (x, higher is better)")
     ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -1084,7 +1098,9 @@ def run_bench(quick: bool, json_path: str | None, plot_path: str | None) -> int:
             json.dump(_finite(doc), fh, indent=1, allow_nan=False)
         print(f"wrote {json_path}")
     if plot_path:
-        write_plot(rows, plot_path)
+        m = main["machine"]
+        title = f"xent {m.get('xent')} vs torch {m.get('torch', '-')}, {m.get('cpu')}, {scale}"
+        write_plot(rows, plot_path, title)
         print(f"wrote {plot_path}")
     return 0
 
