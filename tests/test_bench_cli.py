@@ -168,3 +168,18 @@ def test_plan_covers_every_case_once(scale):
     else:
         big = {c.id for c in _bench.build_cases(scale) if c.nbytes >= _bench.BIG_BYTES}
         assert big and all(len(g) == 1 for g in groups if big & set(g))
+
+
+def test_worker_reports_a_failing_case_and_goes_on(monkeypatch):
+    def broken(case, want):
+        raise RuntimeError("boom")
+
+    good = _bench.build_cases("tiny")
+    lse = next(c for c in good if c.key == "logsumexp")
+    bad = _bench.Case("broken", "broken op", (2, 3), "float32", 1, ("logsumexp",), 1, broken)
+    monkeypatch.setattr(_bench, "build_cases", lambda scale: [bad, lse])
+    monkeypatch.delenv("XENT_BENCH_ONLY", raising=False)
+    out = _bench.worker({"scale": "tiny", "providers": ["xent", "numpy", "copy"]})
+    assert [r["id"] for r in out["results"]] == [lse.id]
+    assert out["skipped"][0]["id"] == bad.id and "boom" in out["skipped"][0]["reason"]
+    assert set(out["results"][0]["timings"]) == {"xent", "numpy", "copy"}

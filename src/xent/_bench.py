@@ -669,9 +669,18 @@ def worker(config: dict) -> dict:
             print(f"{head}: skipped ({why})", file=sys.stderr, flush=True)
             continue
         t0 = time.perf_counter()
-        _set_threads(case.threads, have_torch)
-        impls = case.make(case, want)
-        res = measure(impls, st)
+        _set_threads(case.threads, have_torch and "torch" in want)
+        try:
+            impls = case.make(case, want)
+            res = measure(impls, st)
+        except Exception as exc:  # a provider failed: report it, keep benchmarking
+            why = f"error: {type(exc).__name__}: {exc}"
+            skipped.append({"id": case.id, "reason": why})
+            notices.append(f"{case.id} failed ({why})")
+            print(f"{head}: FAILED ({why})", file=sys.stderr, flush=True)
+            impls = None
+            gc.collect()
+            continue
         results.append(
             {
                 "id": case.id,
