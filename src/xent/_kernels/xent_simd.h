@@ -284,4 +284,60 @@ XENT_INLINE xv xv_pow2n(xv n)
 
 XENT_INLINE xv xv_zero(void) { return xv_set1((XENT_T)0); }
 
+/*
+ * xv_frexp1: for finite, positive, normal x, the mantissa in [1, 2) and (in *e)
+ * the unbiased exponent as a float value, so x = m * 2**e.  Other inputs give
+ * unspecified lanes (callers such as xv_log select them away).
+ */
+#if XENT_ISA == XENT_ISA_AVX512 && XENT_F32
+XENT_INLINE xv xv_frexp1(xv x, xv *e)
+{
+    *e = _mm512_getexp_ps(x);
+    return _mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+}
+#elif XENT_ISA == XENT_ISA_AVX512
+XENT_INLINE xv xv_frexp1(xv x, xv *e)
+{
+    *e = _mm512_getexp_pd(x);
+    return _mm512_getmant_pd(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+}
+#elif XENT_ISA == XENT_ISA_AVX2 && XENT_F32
+XENT_INLINE xv xv_frexp1(xv x, xv *e)
+{
+    __m256i b = _mm256_castps_si256(x);
+    __m256i eb = _mm256_sub_epi32(_mm256_srli_epi32(b, 23), _mm256_set1_epi32(127));
+    *e = _mm256_cvtepi32_ps(eb);
+    b = _mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi32(0x007FFFFF)), _mm256_set1_epi32(0x3F800000));
+    return _mm256_castsi256_ps(b);
+}
+#elif XENT_ISA == XENT_ISA_AVX2
+XENT_INLINE xv xv_frexp1(xv x, xv *e)
+{
+    __m256i b = _mm256_castpd_si256(x);
+    /* biased exponent (< 2**11) placed in the mantissa of 2**52, then 2**52 removed: exact */
+    __m256i eb = _mm256_or_si256(_mm256_srli_epi64(b, 52), _mm256_castpd_si256(_mm256_set1_pd(0x1p52)));
+    *e = _mm256_sub_pd(_mm256_castsi256_pd(eb), _mm256_set1_pd(0x1p52 + 1023.0));
+    b = _mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi64x(0x000FFFFFFFFFFFFFLL)),
+                        _mm256_set1_epi64x(0x3FF0000000000000LL));
+    return _mm256_castsi256_pd(b);
+}
+#else
+XENT_INLINE xv xv_frexp1(xv x, xv *e)
+{
+#if XENT_F32
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    *e = (float)((int32_t)((b >> 23) & 0xFFu) - 127);
+    b = (b & 0x007FFFFFu) | 0x3F800000u;
+#else
+    uint64_t b;
+    memcpy(&b, &x, sizeof b);
+    *e = (double)((int64_t)((b >> 52) & 0x7FFu) - 1023);
+    b = (b & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull;
+#endif
+    memcpy(&x, &b, sizeof b);
+    return x;
+}
+#endif
+
 #endif /* XENT_SIMD_H */
