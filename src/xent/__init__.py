@@ -9,7 +9,6 @@ from ._loader import load_core as _load_core
 
 _load_core()
 
-from ._config import _apply_simd_env, openmp_enabled, show_config  # noqa: E402
 from ._binary import (  # noqa: E402
     binary_cross_entropy,
     binary_cross_entropy_and_grad,
@@ -21,6 +20,7 @@ from ._binary import (  # noqa: E402
     sigmoid_focal_loss_and_grad,
     sigmoid_focal_loss_grad,
 )
+from ._config import _apply_simd_env, openmp_enabled, show_config  # noqa: E402
 from ._distill import (  # noqa: E402
     kl_div_with_logits,
     kl_div_with_logits_and_grad,

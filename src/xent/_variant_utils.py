@@ -9,7 +9,7 @@ import numpy as np
 from ._kernels import _core
 from ._validation import as_float_array, check_out, grad_output_rows, real_scalar, same_buffer
 
-EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
+EMPTY = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}
 
 
 def class_logits(logits, name: str = "logits") -> np.ndarray:

@@ -28,10 +28,9 @@ XENT_INLINE double xent_log1mexp(double q)
     return q > -0.6931471805599453 ? log(-expm1(q)) : log1p(-exp(q));
 }
 
-/* Focal loss and gradient coefficient c (see above) from q = log p_t. */
-XENT_INLINE void xent_focal_coef(double q, double gamma, double at, double *loss, double *c)
+/* Focal loss and gradient coefficient c (see above) from q = log p_t and l1 = log(1 - p_t). */
+XENT_INLINE void xent_focal_coef(double q, double l1, double gamma, double at, double *loss, double *c)
 {
-    const double l1 = xent_log1mexp(q);               /* log(1 - p_t) */
     const double w = gamma == 0.0 ? 1.0 : exp(gamma * l1); /* (1 - p_t)**gamma; 0 at p_t = 1 */
     double t2 = 0.0;
     /* gamma p (-q) (1-p)**(gamma-1), all in the exponent; 0 in the limits q -> 0, q -> -inf */
@@ -81,7 +80,7 @@ int64_t XENT_FN(xent_focal_rows)(const XENT_T *x, const int64_t *t, int64_t n_ro
         const int64_t ti = t[i];
         const XENT_T *xr = x + i * n_cols;
         XENT_T m, xt;
-        double s, q, li, c, at;
+        double s, q, l1, omp, li, c, at;
         if (ti == ign) {
             if (loss) loss[i] = 0;
             if (grad) memset(grad + i * n_cols, 0, (size_t)n_cols * sizeof(XENT_T));
@@ -90,15 +89,29 @@ int64_t XENT_FN(xent_focal_rows)(const XENT_T *x, const int64_t *t, int64_t n_ro
         row_max_sumexp(xr, n_cols, &m, &s);
         xt = xr[ti];
         q = (double)(xt - m) - log(s); /* log p_t, PyTorch's log_softmax ordering */
+        if (q > -0.6931471805599453 && xt == m) {
+            /* p_t > 1/2 (so x_t is the max): s = 1 + e has lost the low bits of
+               e = sum_{j != t} exp(x_j - x_t); sum it apart so that 1 - p_t = e / (1 + e)
+               keeps full relative accuracy (one extra pass, confident rows only). */
+            const double e = row_sumexp(xr, ti, m, NULL, NULL, NULL) +
+                             row_sumexp(xr + ti + 1, n_cols - ti - 1, m, NULL, NULL, NULL);
+            q = -log1p(e);
+            l1 = log(e) + q;
+            omp = e / (1.0 + e);
+        } else {
+            l1 = xent_log1mexp(q);
+            omp = -expm1(q);
+        }
         at = a->alpha_c ? (double)a->alpha_c[ti] : a->alpha;
-        xent_focal_coef(q, a->gamma, at, &li, &c);
+        xent_focal_coef(q, l1, a->gamma, at, &li, &c);
         if (loss) loss[i] = (XENT_T)li;
         if (grad) {
             const double ac = c * gs * (a->grad_rows ? (double)a->grad_rows[i] : 1.0);
             XENT_T *g = grad + i * n_cols;
-            /* g_j = ac * exp(x_j - m) / s, then g_t -= ac (x_t was read above: g may alias x) */
+            /* g_j = ac * exp(x_j - m) / s, then g_t = -ac (1 - p_t) (x_t was read above:
+               g may alias x) */
             row_axpb(xr, n_cols, 1, m, (XENT_T)(ac / s), 0, NULL, g, 0);
-            g[ti] -= (XENT_T)ac;
+            g[ti] = (XENT_T)(-ac * omp);
         }
     }
     if (loss) *total = row_sum_wide(loss, n_rows);
