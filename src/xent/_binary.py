@@ -85,7 +85,7 @@ def _bad_probs_error(x: np.ndarray, t: np.ndarray) -> None:
         if bad.any():
             pos = int(np.argmax(bad))
             raise ValueError(
-                f"binary_cross_entropy: {what} {flat[pos]!r} at flat position {pos} is not in "
+                f"binary_cross_entropy: {what} {float(flat[pos])!r} at flat position {pos} is not in "
                 "[0, 1] (all elements of input and target should be between 0 and 1)"
             )
     raise ValueError("binary_cross_entropy: input or target outside [0, 1]")  # pragma: no cover
@@ -364,7 +364,9 @@ def binary_cross_entropy_grad(
 ) -> NDArray[np.floating]:
     r"""Gradient of `binary_cross_entropy` w.r.t. `probs`, PyTorch's backward formula.
 
-    ``grad = grad_output * weight * (p - t) / max((1 - p) p, 1e-12)``.
+    ``grad = grad_output * weight * (p - t) / max((1 - p) p, eps)`` with
+    ``eps = float32(1e-12)`` (PyTorch's constant, also for float64), so
+    ``p = 0`` or ``1`` give a large finite gradient, not inf.
 
     Parameters
     ----------

@@ -9,7 +9,7 @@
  *       log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|));   grad = lw sigmoid(x) - pw t
  *   XENT_BIN_PROBS   binary_cross_entropy, PyTorch's CPU formula and backward
  *       loss = (t - 1) max(log1p(-p), -100) - t max(log(p), -100)
- *       grad = (p - t) / max((1 - p) p, 1e-12)
+ *       grad = (p - t) / max((1 - p) p, EPS), EPS = (float)1e-12 as in PyTorch
  *       (probabilities and targets outside [0, 1] or NaN are counted first and
  *       make the kernel return that count without writing anything)
  *   XENT_BIN_FOCAL   torchvision.ops.sigmoid_focal_loss
@@ -43,7 +43,7 @@ XENT_INLINE void xent_bin_vec(int op, xv x, xv t, xv pw, int has_pw, XENT_T alph
         const xv lo = xv_set1((XENT_T)-100);
         const xv lp = xv_max(xv_log(x), lo), l1p = xv_max(xv_log1p(xv_sub(z, x)), lo);
         *loss = xv_fnmadd(t, lp, xv_mul(xv_sub(t, one), l1p));
-        *grad = xv_div(xv_sub(x, t), xv_max(xv_mul(xv_sub(one, x), x), xv_set1((XENT_T)1e-12)));
+        *grad = xv_div(xv_sub(x, t), xv_max(xv_mul(xv_sub(one, x), x), xv_set1((XENT_T)1e-12f)));
         return;
     }
     {
