@@ -62,7 +62,8 @@ XENT_INLINE double xent_kl_row_sums(const XENT_T *s, const XENT_T *t, int64_t n,
     return aa;
 }
 
-/* g_j = a_s e^{u_j} - a_t e^{v_j} (g may alias s or t element for element). */
+/* g_j = a_s e^{u_j} - a_t e^{v_j}, both products rounded (exactly 0 when s == t);
+   g may alias s or t element for element. */
 XENT_INLINE void xent_kl_row_grad(const XENT_T *s, const XENT_T *t, int64_t n, XENT_T ms, XENT_T mt,
                                   XENT_T inv_T, XENT_T a_s, XENT_T a_t, XENT_T *g)
 {
@@ -72,13 +73,13 @@ XENT_INLINE void xent_kl_row_grad(const XENT_T *s, const XENT_T *t, int64_t n, X
     for (; i + XV_N <= n; i += XV_N) {
         const xv eu = xv_exp(xv_mul(xv_sub(xv_loadu(s + i), vms), vi));
         const xv ev = xv_exp(xv_mul(xv_sub(xv_loadu(t + i), vmt), vi));
-        xv_storeu(g + i, xv_fnmadd(vat, ev, xv_mul(vas, eu)));
+        xv_storeu(g + i, xv_sub(xv_mul(vas, eu), xv_mul(vat, ev)));
     }
     if (i < n) {
         const int64_t k = n - i;
         const xv eu = xv_exp(xv_mul(xv_sub(xv_load_part(s + i, k, ms), vms), vi));
         const xv ev = xv_exp(xv_mul(xv_sub(xv_load_part(t + i, k, mt), vmt), vi));
-        xv_store_part(g + i, xv_fnmadd(vat, ev, xv_mul(vas, eu)), k);
+        xv_store_part(g + i, xv_sub(xv_mul(vas, eu), xv_mul(vat, ev)), k);
     }
 }
 
