@@ -14,7 +14,7 @@ from variants_support import (  # noqa: E402
     REDUCTIONS,
     assert_close,
     backward_numpy,
-    simd_path,  # noqa: F401 - fixture
+    simd_path_fixture,  # noqa: F401 - registers the simd_path fixture
     torch_f64,
 )
 
@@ -132,9 +132,9 @@ def test_logits_extremes_like_torch(dtype):
         ref, ref_g = torch_bcel(x, t, None, pw, "none")
         # torch in the input's own dtype too (for the NaN pattern of inf - inf)
         xt = torch.tensor(x)
-        nat = F.binary_cross_entropy_with_logits(
-            xt, torch.tensor(t), pos_weight=None if pw is None else torch.tensor(pw, dtype=xt.dtype),
-            reduction="none").numpy()
+        pwt = None if pw is None else torch.tensor(pw, dtype=xt.dtype)
+        nat = F.binary_cross_entropy_with_logits(xt, torch.tensor(t), pos_weight=pwt,
+                                                 reduction="none").numpy()
         loss, grad = xent.binary_cross_entropy_with_logits_and_grad(x, t, pos_weight=pw,
                                                                     reduction="none")
         np.testing.assert_array_equal(np.isnan(loss), np.isnan(nat))

@@ -14,7 +14,7 @@ from variants_support import (  # noqa: E402
     REDUCTIONS,
     assert_close,
     backward_numpy,
-    simd_path,  # noqa: F401 - fixture
+    simd_path_fixture,  # noqa: F401 - registers the simd_path fixture
     torch_f64,
 )
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from variants_support import DTYPES, simd_path  # noqa: E402, F401 - fixture
+from variants_support import DTYPES, simd_path_fixture  # noqa: E402, F401 - simd_path
 
 from xent._kernels import _core  # noqa: E402
 

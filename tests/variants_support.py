@@ -32,8 +32,8 @@ def assert_close(actual, expected, dtype, *, rtol=None, equal_nan=True):
     np.testing.assert_allclose(actual, expected, rtol=r, atol=r * scale, equal_nan=equal_nan)
 
 
-@pytest.fixture(params=SIMD_ORDER)
-def simd_path(request):
+@pytest.fixture(params=SIMD_ORDER, name="simd_path")
+def simd_path_fixture(request):
     """Run on one SIMD path (skipped when the CPU lacks it); restores the best after."""
     name = request.param
     best = _core.simd_supported()

@@ -85,8 +85,8 @@ def _bad_probs_error(x: np.ndarray, t: np.ndarray) -> None:
         if bad.any():
             pos = int(np.argmax(bad))
             raise ValueError(
-                f"binary_cross_entropy: {what} {float(flat[pos])!r} at flat position {pos} is not in "
-                "[0, 1] (all elements of input and target should be between 0 and 1)"
+                f"binary_cross_entropy: {what} {float(flat[pos])!r} at flat position {pos} "
+                "is not in [0, 1] (all elements of input and target should be between 0 and 1)"
             )
     raise ValueError("binary_cross_entropy: input or target outside [0, 1]")  # pragma: no cover
 
