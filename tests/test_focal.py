@@ -331,3 +331,22 @@ def test_small_gamma_finite_where_torch_is_nan(gamma):
     assert_close(grad[1], ref_grad[1], np.float64)
     assert_close(loss, np.array([0.0, torch_focal(x[1:], t[1:], gamma, None, "none")[0][0]]),
                  np.float64)
+
+
+def test_out_overlapping_other_inputs():
+    """out= sharing memory with the targets or grad_output is computed via a temporary."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((4, 1))
+    t = np.zeros(4, np.int64)
+    want = xent.focal_loss_grad(x, t, reduction="none")
+    buf = t.copy()
+    out = buf.view(np.float64).reshape(4, 1)
+    got = xent.focal_loss_grad(x, buf, reduction="none", out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, want)
+    x = rng.standard_normal((3, 5))
+    t = np.array([0, 2, 4])
+    go = rng.standard_normal(15)
+    want = xent.focal_loss_grad(x, t, go[:3].copy(), reduction="none")
+    got = xent.focal_loss_grad(x, t, go[:3], reduction="none", out=go.reshape(3, 5))
+    np.testing.assert_array_equal(got, want)

@@ -105,7 +105,7 @@ def _binary(op, logits, target, weight, pos_weight, alpha, gamma, reduction, num
     n_rows = x.size // n_cols if n_cols else (int(np.prod(shape[:-1])) if shape else 1)
     if want_grad:
         gs, g_el, has_g = grad_args(grad_output, red, shape, dt)
-        dest, out = grad_dest(out, shape, dt, x, t)
+        dest, out = grad_dest(out, shape, dt, x, t, others=(w, pw, g_el))
         grad_flat = dest.reshape(-1)
     else:
         gs, g_el, has_g = 1.0, EMPTY[dt], False

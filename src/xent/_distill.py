@@ -33,7 +33,7 @@ def _kl(student, teacher, temperature, reduction, num_threads, want_loss, grad_o
     n = s.size // c
     if want_grad:
         gs, g_rows, has_g = grad_args(grad_output, red, lead, dt)
-        dest, out = grad_dest(out, s.shape, dt, s, t)
+        dest, out = grad_dest(out, s.shape, dt, s, t, others=(g_rows,))
         grad_flat = dest.reshape(-1)
     else:
         gs, g_rows, has_g = 1.0, EMPTY[dt], False

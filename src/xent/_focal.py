@@ -39,7 +39,7 @@ def _focal(logits, target, gamma, alpha, ignore_index, reduction, num_threads,
     nt = _resolve(num_threads)
     if want_grad:
         gs, g_rows, has_g = grad_args(grad_output, red, lead, dt)
-        dest, out = grad_dest(out, x.shape, dt, x)
+        dest, out = grad_dest(out, x.shape, dt, x, others=(t, a_c, g_rows))
         grad_flat = dest.reshape(-1)
     else:
         gs, g_rows, has_g = 1.0, EMPTY[dt], False

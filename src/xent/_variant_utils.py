@@ -44,18 +44,23 @@ def grad_args(grad_output, reduction: str, lead_shape: tuple, dtype):
     return scale, rows.reshape(-1), True
 
 
-def grad_dest(out, shape: tuple, dtype, *inputs: np.ndarray):
-    """Where the kernel writes the gradient: `out` itself unless it partially overlaps an input.
+def grad_dest(out, shape: tuple, dtype, *inputs: np.ndarray, others=()):
+    """Where the kernel writes the gradient: `out` itself unless it overlaps an input badly.
 
     Returns (dest, out): `out` is the checked user buffer or None.  An exact alias
-    of an input (same start and size) is fine: kernels read each element before
-    writing it.
+    of one of `inputs` (same start and size) is fine: kernels read each such
+    element before writing it.  Any overlap with a partial view of `inputs`, or
+    with one of `others` (targets, weights, grad_output ...), makes the kernel
+    write to a temporary that is copied into `out` afterwards.
     """
     if out is None:
         return np.empty(shape, dtype=dtype), None
     check_out(out, shape, dtype)
     for a in inputs:
         if np.may_share_memory(out, a) and not same_buffer(out, a):
+            return np.empty(shape, dtype=dtype), out
+    for a in others:
+        if a is not None and np.may_share_memory(out, a):
             return np.empty(shape, dtype=dtype), out
     return out, out
 
