@@ -47,11 +47,14 @@ XENT_INLINE void xent_bin_vec(int op, xv x, xv t, xv pw, int has_pw, XENT_T alph
         return;
     }
     {
-        const xv e = xv_exp(xv_sub(z, xv_abs(x)));       /* exp(-|x|) in (0, 1] */
-        const xv r = xv_div(one, xv_add(one, e));
+        const xv e = xv_exp(xv_sub(z, xv_abs(x)));       /* exp(-|x|) in [0, 1] */
+        const xv u = xv_add(one, e);                     /* in [1, 2]: no special cases */
+        const xv r = xv_div(one, u);
         const xm pos = xv_ge(x, z);
         const xv p = xv_select(pos, r, xv_mul(e, r));    /* sigmoid(x) */
-        const xv lsig = xv_sub(xv_min(z, x), xv_log1p(e)); /* log_sigmoid(x) */
+        /* log1p(e) = log(u) + (e - (u - 1)) / u, as xv_log1p but reusing r = 1 / u */
+        const xv l1p = xv_fmadd(xv_sub(e, xv_sub(u, one)), r, xv_log(u));
+        const xv lsig = xv_sub(xv_min(z, x), l1p);       /* log_sigmoid(x) */
         const xv omt = xv_sub(one, t);
         if (op == XENT_BIN_LOGITS) {
             if (has_pw) {
@@ -119,6 +122,7 @@ int64_t XENT_FN(xent_binary_loss)(const XENT_T *x, const XENT_T *t, int64_t n_ro
     double gs = a->grad_scale;
     int64_t k;
     *total = 0.0;
+    (void)nt; /* unused in a serial build */
     if (n_tiles == 0) return XENT_OK;
     if (op == XENT_BIN_PROBS) {
         int64_t bad = 0;

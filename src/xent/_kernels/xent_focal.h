@@ -75,6 +75,7 @@ int64_t XENT_FN(xent_focal_rows)(const XENT_T *x, const int64_t *t, int64_t n_ro
     if (bad) return bad;
     if (a->reduction == XENT_RED_MEAN) gs /= (double)cnt;
     nt = xent_threads_for(n_rows * n_cols * (grad ? 2 : 1), n_rows, n_threads);
+    (void)nt; /* unused in a serial build */
     XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
     for (i = 0; i < n_rows; ++i) {
         const int64_t ti = t[i];

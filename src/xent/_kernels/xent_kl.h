@@ -99,6 +99,7 @@ int64_t XENT_FN(xent_kl_rows)(const XENT_T *s, const XENT_T *t, int64_t n_rows, 
     const int nt = xent_threads_for(n_rows * n_cols * (grad ? 3 : 2), n_rows, n_threads);
     int64_t i;
     *total = 0.0;
+    (void)nt; /* unused in a serial build */
     if (a->reduction == XENT_RED_MEAN) gs /= (double)n_rows * (double)n_cols;
     else if (a->reduction == XENT_RED_BATCHMEAN) gs /= (double)n_rows;
     XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))

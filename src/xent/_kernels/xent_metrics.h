@@ -40,6 +40,7 @@ int64_t XENT_FN(xent_ece_rows)(const XENT_T *x, const int64_t *t, int64_t n_rows
     int any_nan = 0;
     double s;
     *ece = NAN;
+    (void)nt; /* unused in a serial build */
     if (bad) return bad;
     XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
     for (i = 0; i < n_rows; ++i) {
