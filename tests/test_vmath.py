@@ -37,7 +37,7 @@ def test_log_accuracy(simd_path, dtype):
     with np.errstate(over="ignore"):
         x = np.geomspace(fi.smallest_subnormal, fi.max, 200_003).astype(dtype)
     x = np.concatenate([x, 1 + np.linspace(-0.3, 0.45, 20_001).astype(dtype)])
-    assert ulp_error(vm(x, LOG), x, np.log, dtype) <= 1.0
+    assert ulp_error(vm(x, LOG), x, np.log, dtype) <= 2.0
 
 
 @pytest.mark.skipif(np.finfo(np.longdouble).nmant < 63, reason="needs 80-bit long double")
@@ -48,7 +48,7 @@ def test_log1p_accuracy(simd_path, dtype):
         pos = np.geomspace(fi.smallest_subnormal, fi.max, 100_003).astype(dtype)
     neg = -np.geomspace(fi.smallest_subnormal, 1.0, 100_003).astype(dtype)
     x = np.concatenate([pos, neg, np.linspace(-1, 1, 20_001).astype(dtype)])
-    assert ulp_error(vm(x, LOG1P), x, np.log1p, dtype) <= 2.0
+    assert ulp_error(vm(x, LOG1P), x, np.log1p, dtype) <= 3.0
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -21,6 +21,15 @@ from ._binary import (  # noqa: E402
     sigmoid_focal_loss_grad,
 )
 from ._config import _apply_simd_env, openmp_enabled, show_config  # noqa: E402
+from ._cross_entropy import (  # noqa: E402
+    cross_entropy,
+    cross_entropy_and_grad,
+    cross_entropy_grad,
+    nll_loss,
+    nll_loss_and_grad,
+    nll_loss_grad,
+    perplexity,
+)
 from ._distill import (  # noqa: E402
     kl_div_with_logits,
     kl_div_with_logits_and_grad,
@@ -42,6 +51,9 @@ __all__ = [
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_and_grad",
     "binary_cross_entropy_with_logits_grad",
+    "cross_entropy",
+    "cross_entropy_and_grad",
+    "cross_entropy_grad",
     "expected_calibration_error",
     "focal_loss",
     "focal_loss_and_grad",
@@ -52,7 +64,11 @@ __all__ = [
     "kl_div_with_logits_grad",
     "log_softmax",
     "logsumexp",
+    "nll_loss",
+    "nll_loss_and_grad",
+    "nll_loss_grad",
     "openmp_enabled",
+    "perplexity",
     "set_num_threads",
     "show_config",
     "sigmoid_focal_loss",

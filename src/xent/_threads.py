@@ -7,6 +7,7 @@ import operator
 from ._kernels import _core
 
 _default_threads: int | None = None  # None: OpenMP's default (honours OMP_NUM_THREADS)
+_OPENMP = _core.openmp_enabled()
 
 
 def _max_threads() -> int:
@@ -63,6 +64,8 @@ def get_num_threads() -> int:
 def _resolve(n) -> int:
     """Turn a user's ``num_threads`` into a positive thread count."""
     if n is None:
+        if _default_threads is not None:
+            return _default_threads
         return get_num_threads()
     if isinstance(n, bool):
         raise TypeError(f"num_threads must be an int or None, got {n!r}")

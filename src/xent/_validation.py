@@ -28,7 +28,8 @@ def as_float_array(x, name: str = "logits") -> np.ndarray:
     arr = np.asarray(x)
     dt = arr.dtype
     if dt == np.float32 or dt == np.float64:
-        pass
+        if arr.flags.c_contiguous:
+            return arr
     elif dt == np.float16:
         arr = arr.astype(np.float32)
     elif dt.kind == "f":
@@ -91,6 +92,8 @@ def class_targets(target, lead_shape: tuple, *, name: str = "target") -> np.ndar
     targets first). A shape other than `lead_shape` raises ValueError naming both.
     """
     t = np.asarray(target)
+    if t.dtype == np.int64 and t.flags.c_contiguous and t.shape == lead_shape:
+        return t
     if t.dtype.kind not in "iu":
         if t.dtype.kind == "f":
             raise TypeError(
@@ -141,6 +144,8 @@ def class_vector(w, n_classes: int, dtype, name: str = "weight") -> np.ndarray |
 
 def real_scalar(value, name: str) -> float:
     """A real Python/NumPy scalar as float (TypeError otherwise)."""
+    if type(value) is float:
+        return value
     if isinstance(value, (bool, np.bool_)) or not np.isscalar(value) and np.ndim(value) != 0:
         raise TypeError(f"{name} must be a real number, got {value!r}")
     try:
@@ -151,6 +156,8 @@ def real_scalar(value, name: str) -> float:
 
 
 def integer_scalar(value, name: str) -> int:
+    if type(value) is int:
+        return value
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     try:

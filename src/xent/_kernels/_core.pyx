@@ -6,6 +6,8 @@ arrays already validated by the Python layer (C-contiguous, matching dtypes and
 shapes) and re-checks only what memory safety needs.
 """
 
+import numpy as np
+
 from cython cimport floating
 from libc.stdint cimport int64_t
 
@@ -66,3 +68,4 @@ def simd_select(str name):
 
 include "_softmax.pxi"
 include "_variants.pxi"
+include "_ce.pxi"

@@ -9,9 +9,11 @@ cdef extern from "xent_kernels.h" nogil:
     int64_t xent_log_softmax_rows_f64(const double *x, int64_t n, int64_t c, double *out, int nt)
     int64_t xent_exp_array_f32(const float *x, int64_t n, float *out)
     int64_t xent_exp_array_f64(const double *x, int64_t n, double *out)
+    int64_t xent_log_array_f32(const float *x, int64_t n, float *out)
+    int64_t xent_log_array_f64(const double *x, int64_t n, double *out)
 
 
-def logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
+cdef _logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
     """Row-wise logsumexp; see xent.logsumexp."""
     cdef int64_t n = x.shape[0], c = x.shape[1]
     if out.shape[0] != n:
@@ -26,7 +28,7 @@ def logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
             xent_logsumexp_rows_f64(px, n, c, &out[0], n_threads)
 
 
-def softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, int n_threads, bint log):
+cdef _softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, int n_threads, bint log):
     """Row-wise softmax or log_softmax; see xent.softmax / xent.log_softmax."""
     cdef int64_t n = x.shape[0], c = x.shape[1]
     if out.shape[0] != n or out.shape[1] != c:
@@ -58,3 +60,48 @@ def exp_array(const floating[::1] x, floating[::1] out):
             xent_exp_array_f32(&x[0], n, &out[0])
         else:
             xent_exp_array_f64(&x[0], n, &out[0])
+
+
+def log_array(const floating[::1] x, floating[::1] out):
+    """Vector log of the active SIMD path (test hook for the accuracy sweep)."""
+    cdef int64_t n = x.shape[0]
+    if out.shape[0] != n:
+        raise ValueError("log_array: out has the wrong length")
+    if n == 0:
+        return
+    with nogil:
+        if floating is float:
+            xent_log_array_f32(&x[0], n, &out[0])
+        else:
+            xent_log_array_f64(&x[0], n, &out[0])
+
+
+# Concrete entry points (fused-type dispatch of a def function costs microseconds per call).
+def logsumexp_rows_f32(const float[:, ::1] x, float[::1] out, int n_threads):
+    """float32 row-wise logsumexp; see xent.logsumexp."""
+    _logsumexp_rows(x, out, n_threads)
+
+
+def logsumexp_rows_f64(const double[:, ::1] x, double[::1] out, int n_threads):
+    """float64 row-wise logsumexp; see xent.logsumexp."""
+    _logsumexp_rows(x, out, n_threads)
+
+
+def softmax_rows_f32(const float[:, ::1] x, float[:, ::1] out, int n_threads, bint log):
+    """float32 row-wise softmax / log_softmax."""
+    _softmax_rows(x, out, n_threads, log)
+
+
+def softmax_rows_f64(const double[:, ::1] x, double[:, ::1] out, int n_threads, bint log):
+    """float64 row-wise softmax / log_softmax."""
+    _softmax_rows(x, out, n_threads, log)
+
+
+def logsumexp_rows(x, out, int n_threads):
+    """Row-wise logsumexp of a float32 or float64 array."""
+    (logsumexp_rows_f32 if x.dtype == np.float32 else logsumexp_rows_f64)(x, out, n_threads)
+
+
+def softmax_rows(x, out, int n_threads, bint log):
+    """Row-wise softmax / log_softmax of a float32 or float64 array."""
+    (softmax_rows_f32 if x.dtype == np.float32 else softmax_rows_f64)(x, out, n_threads, log)

@@ -41,6 +41,19 @@ XENT_INLINE int xent_thread_id(void) { return 0; }
 XENT_INLINE int xent_team_size(void) { return 1; }
 #endif
 
+/* Prefetch into L2 (no-op where unsupported). */
+#if defined(__GNUC__) || defined(__clang__)
+#define XENT_PREFETCH_L2(p) __builtin_prefetch((p), 0, 2)
+#else
+#define XENT_PREFETCH_L2(p) ((void)(p))
+#endif
+
+/*
+ * Rows up to this many bytes are processed in two passes (max, then exp from
+ * L2) while the next row is prefetched into L2: two rows must fit in L2.
+ */
+#define XENT_PREFETCH_MAX_ROW_BYTES (256 * 1024)
+
 /* Status codes returned by kernels: 0 or a positive count of bad entries. */
 #define XENT_OK 0
 

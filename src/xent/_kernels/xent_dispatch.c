@@ -51,7 +51,7 @@ int xent_simd_active(void)
 
 #if XENT_X86
 #define XENT_SWITCH(name, sfx, args)                                          \
-    switch (xent_level) {                                                     \
+    switch (xent_level >= 0 ? xent_level : xent_simd_active()) {                                                     \
     case XENT_SIMD_AVX512: return name##_##sfx##_avx512 args;                 \
     case XENT_SIMD_AVX2: return name##_##sfx##_avx2 args;                     \
     default: return name##_##sfx##_scalar args;                               \

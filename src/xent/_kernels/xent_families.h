@@ -4,3 +4,4 @@
 #include "xent_binary.h"
 #include "xent_kl.h"
 #include "xent_metrics.h"
+#include "xent_ce.h"

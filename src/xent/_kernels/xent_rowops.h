@@ -17,21 +17,38 @@
 
 XENT_INLINE XENT_T xent_neg_inf(void) { return -(XENT_T)INFINITY; }
 
-/* Largest element (a NaN may or may not win; callers see NaN in the sums). */
-XENT_INLINE XENT_T row_max(const XENT_T *XENT_RESTRICT x, int64_t n)
+/*
+ * Optional logit transform applied as elements are loaded: cap > 0 replaces x
+ * by cap * tanh(x / cap) (logit soft-capping).  Call sites pass a literal 0 when
+ * they never cap, and the branch disappears after inlining.
+ */
+XENT_INLINE xv xv_cap(xv v, XENT_T cap)
+{
+    xv dy;
+    return cap > 0 ? xv_softcap(v, cap, (XENT_T)1 / cap, &dy) : v;
+}
+
+/* Largest (transformed) element; a NaN may or may not win, callers see NaN in the sums. */
+XENT_INLINE XENT_T row_max_ex(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T cap)
 {
     xv m0 = xv_set1(xent_neg_inf()), m1 = m0, m2 = m0, m3 = m0;
     int64_t i = 0;
     for (; i + 4 * XV_N <= n; i += 4 * XV_N) {
-        m0 = xv_max(m0, xv_loadu(x + i));
-        m1 = xv_max(m1, xv_loadu(x + i + XV_N));
-        m2 = xv_max(m2, xv_loadu(x + i + 2 * XV_N));
-        m3 = xv_max(m3, xv_loadu(x + i + 3 * XV_N));
+        m0 = xv_max(m0, xv_cap(xv_loadu(x + i), cap));
+        m1 = xv_max(m1, xv_cap(xv_loadu(x + i + XV_N), cap));
+        m2 = xv_max(m2, xv_cap(xv_loadu(x + i + 2 * XV_N), cap));
+        m3 = xv_max(m3, xv_cap(xv_loadu(x + i + 3 * XV_N), cap));
     }
-    for (; i + XV_N <= n; i += XV_N) m0 = xv_max(m0, xv_loadu(x + i));
-    if (i < n) m1 = xv_max(m1, xv_load_part(x + i, n - i, xent_neg_inf()));
+    for (; i + XV_N <= n; i += XV_N) m0 = xv_max(m0, xv_cap(xv_loadu(x + i), cap));
+    if (i < n) {
+        const xm valid = xv_gt(xv_set1((XENT_T)(n - i)), xv_lane_index());
+        m1 = xv_max(m1, xv_select(valid, xv_cap(xv_load_part(x + i, n - i, 0), cap),
+                                  xv_set1(xent_neg_inf())));
+    }
     return xv_hmax(xv_max(xv_max(m0, m1), xv_max(m2, m3)));
 }
+
+XENT_INLINE XENT_T row_max(const XENT_T *XENT_RESTRICT x, int64_t n) { return row_max_ex(x, n, 0); }
 
 /* True if the row holds a NaN (rare-path helper). */
 XENT_INLINE int row_has_nan(const XENT_T *XENT_RESTRICT x, int64_t n)
@@ -47,8 +64,9 @@ XENT_INLINE int row_has_nan(const XENT_T *XENT_RESTRICT x, int64_t n)
  * there (e may alias x).  If `w_sx` is not NULL, *w_sx receives
  * sum_j v_j * (x_j - m) with v = `v` (or 1 when v is NULL).
  */
-XENT_INLINE double row_sumexp(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
-                              const XENT_T *XENT_RESTRICT v, double *w_sx)
+XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
+                                 const XENT_T *XENT_RESTRICT v, double *w_sx, XENT_T cap,
+                                 const XENT_T *prefetch)
 {
     const xv vm = xv_set1(m);
     double s = 0.0, sx = 0.0;
@@ -58,7 +76,13 @@ XENT_INLINE double row_sumexp(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
         xv a0 = xv_zero(), a1 = xv_zero(), b0 = xv_zero();
         int64_t i = c0;
         for (; i + 2 * XV_N <= c1; i += 2 * XV_N) {
-            xv d0 = xv_sub(xv_loadu(x + i), vm), d1 = xv_sub(xv_loadu(x + i + XV_N), vm);
+            if (prefetch) { /* the next row, while this one is compute-bound in L2 */
+                const char *pf = (const char *)(prefetch + i);
+                int off;
+                for (off = 0; off < (int)(2 * XV_N * sizeof(XENT_T)); off += 64) XENT_PREFETCH_L2(pf + off);
+            }
+            xv d0 = xv_sub(xv_cap(xv_loadu(x + i), cap), vm);
+            xv d1 = xv_sub(xv_cap(xv_loadu(x + i + XV_N), cap), vm);
             xv e0 = xv_exp(d0), e1 = xv_exp(d1);
             if (e) { xv_storeu(e + i, e0); xv_storeu(e + i + XV_N, e1); }
             a0 = xv_add(a0, e0);
@@ -74,13 +98,14 @@ XENT_INLINE double row_sumexp(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
         }
         for (; i < c1; i += XV_N) {
             const int64_t k = c1 - i;
-            xv d0 = xv_sub(xv_load_part(x + i, k, xent_neg_inf()), vm);
-            xv e0 = xv_exp(d0);
+            const xm valid = xv_gt(xv_set1((XENT_T)k), xv_lane_index());
+            /* lanes past the end: d = -inf for the sum (exp gives 0), 0 for sx */
+            xv d = xv_sub(xv_cap(xv_load_part(x + i, k, 0), cap), vm);
+            xv e0 = xv_exp(xv_select(valid, d, xv_set1(xent_neg_inf())));
             if (e) xv_store_part(e + i, e0, k);
             a0 = xv_add(a0, e0);
             if (w_sx) {
-                /* masked lanes hold -inf: zero them so they add nothing */
-                xv dz = xv_sub(xv_load_part(x + i, k, m), vm);
+                xv dz = xv_select(valid, d, xv_zero());
                 b0 = v ? xv_fmadd(xv_load_part(v + i, k, 0), dz, b0) : xv_add(b0, dz);
             }
         }
@@ -89,6 +114,12 @@ XENT_INLINE double row_sumexp(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
     }
     if (w_sx) *w_sx = sx;
     return s;
+}
+
+XENT_INLINE double row_sumexp(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
+                              const XENT_T *XENT_RESTRICT v, double *w_sx)
+{
+    return row_sumexp_ex(x, n, m, e, v, w_sx, 0, NULL);
 }
 
 /*
@@ -193,6 +224,43 @@ XENT_INLINE double row_sum_wide(const XENT_T *x, int64_t n)
         s += xv_hsum(xv_add(a0, a1));
     }
     return s;
+}
+
+/*
+ * Few classes: vectorise across rows.  A block holds XV_N rows (lanes); column j
+ * of the block is gathered into cols[j].  Used when n_cols <= XENT_SMALL_C.
+ */
+#define XENT_SMALL_C 32
+
+/* Gather the block's columns; returns the per-row maximum. */
+XENT_INLINE xv rows_block_load(const XENT_T *xb, int64_t C, int64_t nr, xv *cols)
+{
+    xv m = xv_set1(xent_neg_inf());
+    int64_t j;
+    for (j = 0; j < C; ++j) {
+        cols[j] = xv_gather(xb + j, C, nr);
+        m = xv_max(m, cols[j]);
+    }
+    return m;
+}
+
+/* Next row to prefetch while processing row r of n_rows (NULL if none or rows too long). */
+XENT_INLINE const XENT_T *row_prefetch_target(const XENT_T *x, int64_t r, int64_t n_rows, int64_t n_cols)
+{
+    if (r + 1 >= n_rows || n_cols * (int64_t)sizeof(XENT_T) > XENT_PREFETCH_MAX_ROW_BYTES) return NULL;
+    return x + (r + 1) * n_cols;
+}
+
+/* Sum of doubles in a fixed order (eight chains, then pairwise). */
+XENT_INLINE double xent_sum_doubles(const double *v, int64_t n)
+{
+    double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    int k;
+    for (; i + 8 <= n; i += 8)
+        for (k = 0; k < 8; ++k) a[k] += v[i + k];
+    for (k = 0; i < n; ++i, ++k) a[k] += v[i];
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
 #endif /* XENT_ROWOPS_H */

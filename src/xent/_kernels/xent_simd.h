@@ -92,6 +92,25 @@ XENT_INLINE xv xv_pow2n(xv n)
     __m512i b = _mm512_castps_si512(_mm512_add_ps(n, _mm512_set1_ps(0x1.8p23f)));
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(127)), 23));
 }
+/* x = m * 2**e with m in [1, 2) for finite x > 0 (subnormals included). */
+XENT_INLINE xv xv_frexp(xv x, xv *e)
+{
+    *e = _mm512_getexp_ps(x);
+    return _mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+}
+/* Lanes k < n of base[k * stride] (others 0); stride * XV_N must fit in int32. */
+XENT_INLINE xv xv_gather(const float *base, int64_t stride, int64_t n)
+{
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32((int)stride));
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), xm_first(n), idx, base, 4);
+}
+XENT_INLINE void xv_scatter(float *base, int64_t stride, xv v, int64_t n)
+{
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32((int)stride));
+    _mm512_mask_i32scatter_ps(base, xm_first(n), idx, v, 4);
+}
 
 #elif XENT_ISA == XENT_ISA_AVX512
 typedef __m512d xv;
@@ -128,6 +147,21 @@ XENT_INLINE xv xv_pow2n(xv n)
 {
     __m512i b = _mm512_castpd_si512(_mm512_add_pd(n, _mm512_set1_pd(0x1.8p52)));
     return _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(b, _mm512_set1_epi64(1023)), 52));
+}
+XENT_INLINE xv xv_frexp(xv x, xv *e)
+{
+    *e = _mm512_getexp_pd(x);
+    return _mm512_getmant_pd(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+}
+XENT_INLINE xv xv_gather(const double *base, int64_t stride, int64_t n)
+{
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)stride));
+    return _mm512_mask_i32gather_pd(_mm512_setzero_pd(), xm_first(n), idx, base, 8);
+}
+XENT_INLINE void xv_scatter(double *base, int64_t stride, xv v, int64_t n)
+{
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)stride));
+    _mm512_mask_i32scatter_pd(base, xm_first(n), idx, v, 8);
 }
 
 /* ------------------------------------------------------------------ AVX2 */
@@ -184,6 +218,29 @@ XENT_INLINE xv xv_pow2n(xv n)
     __m256i b = _mm256_castps_si256(_mm256_add_ps(n, _mm256_set1_ps(0x1.8p23f)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(127)), 23));
 }
+XENT_INLINE xv xv_frexp(xv x, xv *e)
+{
+    /* subnormals: scale by 2**32 first */
+    const __m256 sub = _mm256_cmp_ps(x, _mm256_set1_ps(0x1p-126f), _CMP_LT_OQ);
+    const __m256 xs = _mm256_blendv_ps(x, _mm256_mul_ps(x, _mm256_set1_ps(0x1p32f)), sub);
+    const __m256i b = _mm256_castps_si256(xs);
+    __m256 ef = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(b, 23), _mm256_set1_epi32(127)));
+    *e = _mm256_sub_ps(ef, _mm256_and_ps(sub, _mm256_set1_ps(32.0f)));
+    return _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi32(0x007fffff)),
+                                               _mm256_set1_epi32(0x3f800000)));
+}
+XENT_INLINE xv xv_gather(const float *base, int64_t stride, int64_t n)
+{
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)stride));
+    return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base, idx, _mm256_castsi256_ps(xm_first_i(n)), 4);
+}
+XENT_INLINE void xv_scatter(float *base, int64_t stride, xv v, int64_t n)
+{
+    float tmp[8];
+    int64_t k;
+    _mm256_storeu_ps(tmp, v);
+    for (k = 0; k < n && k < 8; ++k) base[k * stride] = tmp[k];
+}
 
 #elif XENT_ISA == XENT_ISA_AVX2
 typedef __m256d xv;
@@ -235,6 +292,30 @@ XENT_INLINE xv xv_pow2n(xv n)
     __m256i b = _mm256_castpd_si256(_mm256_add_pd(n, _mm256_set1_pd(0x1.8p52)));
     return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(b, _mm256_set1_epi64x(1023)), 52));
 }
+XENT_INLINE xv xv_frexp(xv x, xv *e)
+{
+    const __m256d sub = _mm256_cmp_pd(x, _mm256_set1_pd(0x1p-1022), _CMP_LT_OQ);
+    const __m256d xs = _mm256_blendv_pd(x, _mm256_mul_pd(x, _mm256_set1_pd(0x1p64)), sub);
+    const __m256i b = _mm256_castpd_si256(xs);
+    /* exponent field as an exact double: OR it into the mantissa of 2**52 */
+    const __m256i ebits = _mm256_or_si256(_mm256_srli_epi64(b, 52), _mm256_castpd_si256(_mm256_set1_pd(0x1p52)));
+    __m256d ef = _mm256_sub_pd(_mm256_castsi256_pd(ebits), _mm256_set1_pd(0x1p52 + 1023.0));
+    *e = _mm256_sub_pd(ef, _mm256_and_pd(sub, _mm256_set1_pd(64.0)));
+    return _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi64x(0x000fffffffffffffLL)),
+                                               _mm256_set1_epi64x(0x3ff0000000000000LL)));
+}
+XENT_INLINE xv xv_gather(const double *base, int64_t stride, int64_t n)
+{
+    const __m128i idx = _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32((int)stride));
+    return _mm256_mask_i32gather_pd(_mm256_setzero_pd(), base, idx, _mm256_castsi256_pd(xm_first_i(n)), 8);
+}
+XENT_INLINE void xv_scatter(double *base, int64_t stride, xv v, int64_t n)
+{
+    double tmp[4];
+    int64_t k;
+    _mm256_storeu_pd(tmp, v);
+    for (k = 0; k < n && k < 4; ++k) base[k * stride] = tmp[k];
+}
 
 /* ------------------------------------------------------------------ scalar */
 #else
@@ -280,64 +361,38 @@ XENT_INLINE xv xv_pow2n(xv n)
     memcpy(&r, &b, sizeof r);
     return r;
 }
+XENT_INLINE xv xv_frexp(xv x, xv *e)
+{
+    int k;
+    XENT_T m = (XENT_T)frexp((double)x, &k); /* m in [0.5, 1) */
+    *e = (XENT_T)(k - 1);
+    return m * 2;
+}
+XENT_INLINE xv xv_gather(const XENT_T *base, int64_t stride, int64_t n) { (void)stride; return n > 0 ? base[0] : 0; }
+XENT_INLINE void xv_scatter(XENT_T *base, int64_t stride, xv v, int64_t n) { (void)stride; if (n > 0) base[0] = v; }
 #endif
 
 XENT_INLINE xv xv_zero(void) { return xv_set1((XENT_T)0); }
 
-/*
- * xv_frexp1: for finite, positive, normal x, the mantissa in [1, 2) and (in *e)
- * the unbiased exponent as a float value, so x = m * 2**e.  Other inputs give
- * unspecified lanes (callers such as xv_log select them away).
- */
-#if XENT_ISA == XENT_ISA_AVX512 && XENT_F32
-XENT_INLINE xv xv_frexp1(xv x, xv *e)
+/* Lane numbers 0, 1, ..., XV_N - 1 (for masking tails after a transform). */
+XENT_INLINE xv xv_lane_index(void)
 {
-    *e = _mm512_getexp_ps(x);
-    return _mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
-}
-#elif XENT_ISA == XENT_ISA_AVX512
-XENT_INLINE xv xv_frexp1(xv x, xv *e)
-{
-    *e = _mm512_getexp_pd(x);
-    return _mm512_getmant_pd(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
-}
-#elif XENT_ISA == XENT_ISA_AVX2 && XENT_F32
-XENT_INLINE xv xv_frexp1(xv x, xv *e)
-{
-    __m256i b = _mm256_castps_si256(x);
-    __m256i eb = _mm256_sub_epi32(_mm256_srli_epi32(b, 23), _mm256_set1_epi32(127));
-    *e = _mm256_cvtepi32_ps(eb);
-    b = _mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi32(0x007FFFFF)), _mm256_set1_epi32(0x3F800000));
-    return _mm256_castsi256_ps(b);
-}
-#elif XENT_ISA == XENT_ISA_AVX2
-XENT_INLINE xv xv_frexp1(xv x, xv *e)
-{
-    __m256i b = _mm256_castpd_si256(x);
-    /* biased exponent (< 2**11) placed in the mantissa of 2**52, then 2**52 removed: exact */
-    __m256i eb = _mm256_or_si256(_mm256_srli_epi64(b, 52), _mm256_castpd_si256(_mm256_set1_pd(0x1p52)));
-    *e = _mm256_sub_pd(_mm256_castsi256_pd(eb), _mm256_set1_pd(0x1p52 + 1023.0));
-    b = _mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi64x(0x000FFFFFFFFFFFFFLL)),
-                        _mm256_set1_epi64x(0x3FF0000000000000LL));
-    return _mm256_castsi256_pd(b);
-}
+#if XV_N == 1
+    return (XENT_T)0;
 #else
-XENT_INLINE xv xv_frexp1(xv x, xv *e)
-{
-#if XENT_F32
-    uint32_t b;
-    memcpy(&b, &x, sizeof b);
-    *e = (float)((int32_t)((b >> 23) & 0xFFu) - 127);
-    b = (b & 0x007FFFFFu) | 0x3F800000u;
-#else
-    uint64_t b;
-    memcpy(&b, &x, sizeof b);
-    *e = (double)((int64_t)((b >> 52) & 0x7FFu) - 1023);
-    b = (b & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull;
+    XENT_T idx[XV_N];
+    int k;
+    for (k = 0; k < XV_N; ++k) idx[k] = (XENT_T)k;
+    return xv_loadu(idx);
 #endif
-    memcpy(&x, &b, sizeof b);
-    return x;
 }
+
+/* Order streaming (non-temporal) stores before later loads by other threads. */
+XENT_INLINE void xv_stream_fence(void)
+{
+#if XENT_ISA != XENT_ISA_SCALAR
+    _mm_sfence();
 #endif
+}
 
 #endif /* XENT_SIMD_H */

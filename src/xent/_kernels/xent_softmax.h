@@ -23,11 +23,34 @@ XENT_INLINE XENT_T xent_lse_row(const XENT_T *XENT_RESTRICT x, int64_t n)
     return row_has_nan(x, n) ? (XENT_T)NAN : m;
 }
 
+/* logsumexp of XV_N rows with few columns at once (lanes = rows). */
+static void lse_small_block(const XENT_T *xb, int64_t C, int64_t nr, XENT_T *out)
+{
+    xv cols[XENT_SMALL_C];
+    const xv m = rows_block_load(xb, C, nr, cols);
+    xv s = xv_zero();
+    int64_t j, k;
+    for (j = 0; j < C; ++j) s = xv_add(s, xv_exp(xv_sub(cols[j], m)));
+    xv_store_part(out, xv_add(m, xv_log(s)), nr);
+    if (xm_any(xv_not_le(xv_abs(m), xv_set1((XENT_T)3.4e38)))) /* a non-finite max: torch's rules */
+        for (k = 0; k < nr; ++k)
+            if (!isfinite(out[k]) || !isfinite((double)out[k])) out[k] = xent_lse_row(xb + k * C, C);
+}
+
 int64_t XENT_FN(xent_logsumexp_rows)(const XENT_T *x, int64_t n_rows, int64_t n_cols,
                                      XENT_T *out, int n_threads)
 {
     const int nt = xent_threads_for(n_rows * n_cols, n_rows, n_threads);
     int64_t i;
+    if (XV_N > 1 && n_cols > 0 && n_cols <= XENT_SMALL_C) {
+        const int64_t nb = (n_rows + XV_N - 1) / XV_N;
+        XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
+        for (i = 0; i < nb; ++i) {
+            const int64_t r0 = i * XV_N, nr = (n_rows - r0 < XV_N) ? n_rows - r0 : XV_N;
+            lse_small_block(x + r0 * n_cols, n_cols, nr, out + r0);
+        }
+        return XENT_OK;
+    }
     XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
     for (i = 0; i < n_rows; ++i) out[i] = xent_lse_row(x + i * n_cols, n_cols);
     return XENT_OK;
@@ -45,7 +68,8 @@ int64_t XENT_FN(xent_softmax_rows)(const XENT_T *x, int64_t n_rows, int64_t n_co
         const XENT_T *xr = x + i * n_cols;
         XENT_T *o = out + i * n_cols;
         const XENT_T m = row_max(xr, n_cols);
-        const double s = row_sumexp(xr, n_cols, m, o, NULL, NULL);
+        const double s = row_sumexp_ex(xr, n_cols, m, o, NULL, NULL, 0,
+                                       row_prefetch_target(x, i, n_rows, n_cols));
         row_scale(o, n_cols, (XENT_T)(1.0 / s), o);
     }
     return XENT_OK;
@@ -62,7 +86,8 @@ int64_t XENT_FN(xent_log_softmax_rows)(const XENT_T *x, int64_t n_rows, int64_t 
     for (i = 0; i < n_rows; ++i) {
         const XENT_T *xr = x + i * n_cols;
         const XENT_T m = row_max(xr, n_cols);
-        const double s = row_sumexp(xr, n_cols, m, NULL, NULL, NULL);
+        const double s = row_sumexp_ex(xr, n_cols, m, NULL, NULL, NULL, 0,
+                                       row_prefetch_target(x, i, n_rows, n_cols));
         row_sub2(xr, n_cols, m, (XENT_T)log(s), out + i * n_cols);
     }
     return XENT_OK;
@@ -74,6 +99,15 @@ int64_t XENT_FN(xent_exp_array)(const XENT_T *x, int64_t n, XENT_T *out)
     int64_t i = 0;
     for (; i + XV_N <= n; i += XV_N) xv_storeu(out + i, xv_exp(xv_loadu(x + i)));
     if (i < n) xv_store_part(out + i, xv_exp(xv_load_part(x + i, n - i, 0)), n - i);
+    return XENT_OK;
+}
+
+/* Vector log of the active path over an array (exposed for the accuracy tests). */
+int64_t XENT_FN(xent_log_array)(const XENT_T *x, int64_t n, XENT_T *out)
+{
+    int64_t i = 0;
+    for (; i + XV_N <= n; i += XV_N) xv_storeu(out + i, xv_log(xv_loadu(x + i)));
+    if (i < n) xv_store_part(out + i, xv_log(xv_load_part(x + i, n - i, 1)), n - i);
     return XENT_OK;
 }
 

@@ -1,0 +1,482 @@
+/*
+ * xent_ce.h -- softmax cross-entropy: loss, gradient, or both in one pass per row.
+ *
+ * Design
+ * - Phase 0 reads only the targets: counts targets outside [0, C) that are not
+ *   ignore_index (the call then returns that count and writes nothing at all),
+ *   and sums the "mean" denominator sum_i sample_weight_i * weight[t_i] in fixed
+ *   blocks, so the gradient scale is known before any gradient is written.
+ * - Per row: m = max, s = sum exp(x - m) (float lanes per chunk, double across
+ *   chunks), lse = m + log s in double.  Forward-only and fused calls run the very
+ *   same statistics code, so their losses are bitwise equal.
+ * - Fused gradient: in place (grad == logits) the exponentials are kept in the row
+ *   and rescaled (one exp per element, the row stays in L2); into a separate
+ *   buffer they are recomputed and written with streaming stores (no read for
+ *   ownership of the destination).
+ * - Ignored rows cost the target read and, when a gradient is asked for, a zeroed row.
+ * - Per-row losses are written in double and summed after the parallel loop in a
+ *   fixed order: results do not depend on the thread count.
+ *
+ * Loss of a row with class target t (PyTorch's formulas, plus z-loss and softcap):
+ *   L = sw * [ (1-eps) w_t (lse - x_t) + eps/C * sum_j w_j (lse - x_j) + z w_t lse^2 ]
+ * and with probability targets q (q' = (1-eps) q + eps/C):
+ *   L = sw * [ sum_j w_j q'_j (lse - x_j) + z lse^2 ]
+ * with x replaced by cap*tanh(x/cap) when softcap is on (the gradient is then
+ * multiplied by 1 - tanh^2, the derivative of the cap).
+ */
+#ifndef XENT_CE_H
+#define XENT_CE_H
+
+#include "xent_rowops.h"
+
+typedef XENT_ARGS(xent_ce_args) xent_ce_args_t;
+
+/* Phase 0: bad-target count and the mean denominator (deterministic blocks). */
+static int64_t ce_scan_targets(const int64_t *t, int64_t n, int64_t c, const xent_ce_args_t *a,
+                               int n_threads, double *denom)
+{
+    enum { MAX_BLOCKS = 64 };
+    double part[MAX_BLOCKS];
+    int64_t bsize = n / MAX_BLOCKS + 1, nb, b, bad = 0;
+    double d = 0.0;
+    int nt;
+    if (bsize < 8192) bsize = 8192;
+    nb = (n + bsize - 1) / bsize;
+    nt = xent_threads_for(n * 4, nb, n_threads);
+    XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1) reduction(+:bad))
+    for (b = 0; b < nb; ++b) {
+        const int64_t lo = b * bsize, hi = (lo + bsize < n) ? lo + bsize : n;
+        int64_t i, nbad = 0;
+        double acc = 0.0;
+        for (i = lo; i < hi; ++i) {
+            const int64_t ti = t[i];
+            if (ti == a->ignore_index) continue;
+            if ((uint64_t)ti >= (uint64_t)c) { ++nbad; continue; }
+            acc += (a->weight ? (double)a->weight[ti] : 1.0) *
+                   (a->sample_weight ? (double)a->sample_weight[i] : 1.0);
+        }
+        part[b] = acc;
+        bad += nbad;
+    }
+    for (b = 0; b < nb; ++b) d += part[b];
+    *denom = d;
+    return bad;
+}
+
+/* Scalar cap of one element, by the same vector code as the row loops. */
+XENT_INLINE XENT_T ce_cap1(XENT_T x, XENT_T cap)
+{
+    XENT_T out;
+    xv_store_part(&out, xv_cap(xv_set1(x), cap), 1);
+    return out;
+}
+
+/*
+ * General gradient writer (softcap and/or probability targets):
+ *   out_j = (a * exp(L_j - m) + (b + bq * q_j) * v_j) * D_j
+ * with v = weight (1 if NULL), q = targets (absent if NULL) and
+ * D_j = 1 - (L_j / cap)^2 when cap > 0 (L then holds capped logits), else 1.
+ * L may alias out.
+ */
+static void ce_write_grad_general(const XENT_T *L, int64_t n, XENT_T m, XENT_T a, XENT_T b,
+                                  XENT_T bq, const XENT_T *XENT_RESTRICT v,
+                                  const XENT_T *XENT_RESTRICT q, XENT_T cap, XENT_T *out)
+{
+    const xv vm = xv_set1(m), va = xv_set1(a), vb = xv_set1(b), vbq = xv_set1(bq);
+    const xv inv = xv_set1(cap > 0 ? (XENT_T)1 / cap : (XENT_T)0), one = xv_set1((XENT_T)1);
+    int64_t i;
+    for (i = 0; i < n; i += XV_N) {
+        const int64_t k = n - i;
+        const int full = k >= XV_N;
+        xv l = full ? xv_loadu(L + i) : xv_load_part(L + i, k, 0);
+        xv coef = vb;
+        xv r;
+        if (q) coef = xv_fmadd(vbq, full ? xv_loadu(q + i) : xv_load_part(q + i, k, 0), coef);
+        if (v) coef = xv_mul(coef, full ? xv_loadu(v + i) : xv_load_part(v + i, k, 0));
+        r = xv_fmadd(va, xv_exp(xv_sub(l, vm)), coef);
+        if (cap > 0) {
+            xv u = xv_mul(l, inv);
+            r = xv_mul(r, xv_fnmadd(u, u, one));
+        }
+        if (full) xv_storeu(out + i, r);
+        else xv_store_part(out + i, r, k);
+    }
+}
+
+/* out_j = cap * tanh(x_j / cap) (out may alias x). */
+static void ce_store_capped(const XENT_T *x, int64_t n, XENT_T cap, XENT_T *out)
+{
+    int64_t i = 0;
+    for (; i + XV_N <= n; i += XV_N) xv_storeu(out + i, xv_cap(xv_loadu(x + i), cap));
+    if (i < n) xv_store_part(out + i, xv_cap(xv_load_part(x + i, n - i, 0), cap), n - i);
+}
+
+/* sum_j v_j q'_j and sum_j v_j q'_j (L_j - m) for probability targets. */
+static void ce_soft_stats(const XENT_T *L, const XENT_T *XENT_RESTRICT q, const XENT_T *XENT_RESTRICT v,
+                          int64_t n, XENT_T m, XENT_T cap, double eps, double *Q, double *SQ)
+{
+    const xv vm = xv_set1(m);
+    const xv keep = xv_set1((XENT_T)(1.0 - eps)), add = xv_set1((XENT_T)(eps / (double)n));
+    double tq = 0.0, tsq = 0.0;
+    int64_t c0;
+    for (c0 = 0; c0 < n; c0 += XENT_CHUNK) {
+        const int64_t c1 = (c0 + XENT_CHUNK < n) ? c0 + XENT_CHUNK : n;
+        xv aq = xv_zero(), asq = xv_zero();
+        int64_t i;
+        for (i = c0; i < c1; i += XV_N) {
+            const int64_t k = c1 - i;
+            xv qv = xv_fmadd(keep, xv_load_part(q + i, k, 0), add);
+            xv d = xv_sub(xv_cap(xv_load_part(L + i, k, 0), cap), vm);
+            if (k < XV_N) {
+                const xm valid = xv_gt(xv_set1((XENT_T)k), xv_lane_index());
+                qv = xv_select(valid, qv, xv_zero());
+                d = xv_select(valid, d, xv_zero());
+            }
+            if (v) qv = xv_mul(qv, xv_load_part(v + i, k, 0));
+            aq = xv_add(aq, qv);
+            asq = xv_fmadd(qv, d, asq);
+        }
+        tq += xv_hsum(aq);
+        tsq += xv_hsum(asq);
+    }
+    *Q = tq;
+    *SQ = tsq;
+}
+
+/* Loss of a class-target row and its gradient coefficients (out = a*e + b*v, out[t] -= hit). */
+typedef struct {
+    double loss, hit;
+    XENT_T a, b;
+} ce_coefs_t;
+
+XENT_INLINE ce_coefs_t ce_class_coefs(XENT_T m, double s, double sx, XENT_T xt, double wt, double W,
+                                      int64_t C, double cg, const xent_ce_args_t *a)
+{
+    const double eps = a->label_smoothing, z = a->z_loss;
+    const double logs = log(s), lse = (double)m + logs;
+    const double A = (1.0 - eps) * wt + eps * W / (double)C + 2.0 * z * wt * lse;
+    ce_coefs_t k;
+    k.loss = (1.0 - eps) * wt * (lse - (double)xt) + z * wt * lse * lse;
+    if (eps != 0.0) k.loss += eps / (double)C * (W * logs - sx);
+    k.a = (XENT_T)(cg * A / s);
+    k.b = (XENT_T)(-cg * eps / (double)C);
+    k.hit = cg * (1.0 - eps) * wt;
+    return k;
+}
+
+/*
+ * One row.  Returns the row's loss (sample weight included).  `cg` is the
+ * gradient factor of the row (grad_output / denominator * sample weight);
+ * `g` is NULL for forward only; `t` < 0 with `q` != NULL means probability targets.
+ */
+static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, double sw, double cg,
+                     double W, const xent_ce_args_t *a, XENT_T *g, int stream, const XENT_T *pf)
+{
+    const XENT_T *w = a->weight;
+    const double eps = a->label_smoothing, z = a->z_loss;
+    const XENT_T cap = (XENT_T)a->softcap;
+    const int smooth = eps != 0.0;
+    const double wt = (q == NULL && w) ? (double)w[t] : 1.0;
+    const XENT_T *L = x; /* logits as the softmax sees them (capped if cap > 0) */
+    XENT_T m, cap_live = cap;
+    double s, sx = 0.0, lse, logs, loss;
+
+    if (cap > 0 && g) { /* keep the capped logits in the gradient row */
+        ce_store_capped(x, C, cap, g);
+        L = g;
+        cap_live = 0;
+    }
+    m = row_max_ex(L, C, cap_live);
+
+    if (q) {
+        double Q, SQ;
+        s = row_sumexp_ex(L, C, m, NULL, NULL, NULL, cap_live, pf);
+        logs = log(s);
+        lse = (double)m + logs;
+        ce_soft_stats(L, q, w, C, m, cap_live, eps, &Q, &SQ);
+        loss = Q * logs - SQ + z * lse * lse;
+        if (g) {
+            const double A = cg * (Q + 2.0 * z * lse) / s;
+            ce_write_grad_general(L, C, m, (XENT_T)A, (XENT_T)(-cg * eps / (double)C),
+                                  (XENT_T)(-cg * (1.0 - eps)), w, q, cap, g);
+        }
+        return sw * loss;
+    }
+
+    {
+        const XENT_T xt = cap_live > 0 ? ce_cap1(x[t], cap) : L[t];
+        const int keep_exp = g == x && cap == 0; /* in place: store exp(x - m) in the row */
+        ce_coefs_t k;
+        s = row_sumexp_ex(L, C, m, keep_exp ? g : NULL, w, smooth ? &sx : NULL, cap_live, pf);
+        k = ce_class_coefs(m, s, sx, xt, wt, W, C, cg, a);
+        loss = k.loss;
+        if (g) {
+            if (cap > 0) {
+                const XENT_T u = xt / cap;
+                ce_write_grad_general(L, C, m, k.a, k.b, 0, w, NULL, cap, g);
+                g[t] = (XENT_T)((double)g[t] - k.hit * (1.0 - (double)u * (double)u));
+            } else {
+                if (keep_exp) row_axpb(g, C, 0, m, k.a, k.b, w, g, 0);
+                else row_axpb(x, C, 1, m, k.a, k.b, w, g, stream);
+                g[t] = (XENT_T)((double)g[t] - k.hit);
+            }
+        }
+    }
+    return sw * loss;
+}
+
+/*
+ * Few classes (n_cols <= XENT_SMALL_C), class targets, no softcap: XV_N rows at
+ * once, one per lane, same formulas as ce_row.  Targets were validated in phase 0.
+ */
+static void ce_small_block(const XENT_T *x, const int64_t *target, int64_t r0, int64_t nr,
+                           int64_t C, const xent_ce_args_t *a, double W, double scale,
+                           double *loss_rows, XENT_T *grad)
+{
+    xv cols[XENT_SMALL_C];
+    XENT_T tb[XV_N], wb[XV_N], swb[XV_N], gb[XV_N], lb[XV_N];
+    const XENT_T *w = a->weight;
+    const double eps = a->label_smoothing, z = a->z_loss;
+    const int smooth = eps != 0.0;
+    const XENT_T *xb = x + r0 * C;
+    xv m, s = xv_zero(), sx = xv_zero(), dt = xv_zero(), tv, wt, keep_f, lse, logs, loss;
+    xm keep;
+    int64_t j, k;
+    for (k = 0; k < XV_N; ++k) {
+        const int64_t t = k < nr ? target[r0 + k] : a->ignore_index;
+        const int valid = t != a->ignore_index;
+        tb[k] = valid ? (XENT_T)t : (XENT_T)-1;
+        wb[k] = valid ? (w ? w[t] : (XENT_T)1) : (XENT_T)0;
+        swb[k] = (k < nr && a->sample_weight) ? a->sample_weight[r0 + k] : (XENT_T)1;
+        gb[k] = (k < nr && a->grad_rows) ? a->grad_rows[r0 + k] : (XENT_T)1;
+    }
+    tv = xv_loadu(tb);
+    wt = xv_loadu(wb);
+    keep = xv_ge(tv, xv_zero());
+    keep_f = xv_select(keep, xv_set1((XENT_T)1), xv_zero());
+    m = rows_block_load(xb, C, nr, cols);
+    for (j = 0; j < C; ++j) {
+        const xv d = xv_sub(cols[j], m);
+        const xv e = xv_exp(d);
+        cols[j] = e;
+        s = xv_add(s, e);
+        dt = xv_select(xv_eq(tv, xv_set1((XENT_T)j)), d, dt);
+        if (smooth) sx = xv_fmadd(xv_set1(w ? w[j] : (XENT_T)1), d, sx);
+    }
+    logs = xv_log(s);
+    lse = xv_add(m, logs);
+    /* (1-eps) w_t (log s - (x_t - m)) + z w_t lse^2 [+ eps/C (W log s - sx)] */
+    loss = xv_mul(xv_mul(xv_set1((XENT_T)(1.0 - eps)), wt), xv_sub(logs, dt));
+    loss = xv_fmadd(xv_mul(xv_set1((XENT_T)z), wt), xv_mul(lse, lse), loss);
+    if (smooth)
+        loss = xv_fmadd(xv_set1((XENT_T)(eps / (double)C)),
+                        xv_fnmadd(xv_set1((XENT_T)1), sx, xv_mul(xv_set1((XENT_T)W), logs)), loss);
+    loss = xv_select(keep, xv_mul(loss, xv_loadu(swb)), xv_zero());
+    xv_storeu(lb, loss);
+    for (k = 0; k < nr; ++k) loss_rows[r0 + k] = (double)lb[k];
+    if (grad) {
+        XENT_T *gbase = grad + r0 * C;
+        const xv c = xv_mul(xv_mul(xv_set1((XENT_T)scale), xv_loadu(swb)), xv_mul(xv_loadu(gb), keep_f));
+        const xv A = xv_fmadd(xv_set1((XENT_T)(2.0 * z)), xv_mul(wt, lse),
+                              xv_fmadd(xv_set1((XENT_T)(1.0 - eps)), wt, xv_set1((XENT_T)(eps * W / (double)C))));
+        const xv av = xv_div(xv_mul(c, A), s);
+        const xv bv = xv_mul(c, xv_set1((XENT_T)(-eps / (double)C)));
+        const xv hit = xv_mul(xv_mul(c, xv_set1((XENT_T)(1.0 - eps))), wt);
+        for (j = 0; j < C; ++j) {
+            xv r = xv_fmadd(av, cols[j], w ? xv_mul(bv, xv_set1(w[j])) : bv);
+            r = xv_sub(r, xv_select(xv_eq(tv, xv_set1((XENT_T)j)), hit, xv_zero()));
+            xv_scatter(gbase + j, C, xv_select(keep, r, xv_zero()), nr);
+        }
+    }
+}
+
+/*
+ * Fewer rows than threads: each row is split over the team on XENT_CHUNK
+ * boundaries.  The chunk sums are combined in chunk order, exactly as the serial
+ * row_sumexp does, so the results are bitwise those of ce_row.
+ */
+#define XENT_SPLIT_MAX_CHUNKS 1024
+#define XENT_SPLIT_MAX_THREADS 256
+
+static void ce_rows_split(const XENT_T *x, const int64_t *target, int64_t n_rows, int64_t C,
+                          const xent_ce_args_t *a, double W, double scale, double *loss_rows,
+                          XENT_T *grad, int nt)
+{
+    const int64_t nch = (C + XENT_CHUNK - 1) / XENT_CHUNK;
+    const int smooth = a->label_smoothing != 0.0;
+    const int stream = grad != NULL && grad != x;
+    double cs[XENT_SPLIT_MAX_CHUNKS], csx[XENT_SPLIT_MAX_CHUNKS];
+    XENT_T pm[XENT_SPLIT_MAX_THREADS];
+    int64_t r;
+    for (r = 0; r < n_rows; ++r) {
+        const XENT_T *xr = x + r * C;
+        XENT_T *gr = grad ? grad + r * C : NULL;
+        const int64_t t = target[r];
+        const int ignored = t == a->ignore_index;
+        const double sw = a->sample_weight ? (double)a->sample_weight[r] : 1.0;
+        const double cg = scale * sw * (a->grad_rows ? (double)a->grad_rows[r] : 1.0);
+        const double wt = (!ignored && a->weight) ? (double)a->weight[t] : 1.0;
+        const XENT_T xt = ignored ? 0 : xr[t]; /* read before an in-place pass overwrites it */
+        if (ignored) loss_rows[r] = 0.0;
+        XENT_PRAGMA_OMP(parallel num_threads(nt))
+        {
+            const int k = xent_thread_id(), team = xent_team_size();
+            int64_t clo, chi, lo, hi, ch;
+            xent_block_range(nch, team, k, &clo, &chi);
+            lo = clo * XENT_CHUNK;
+            hi = chi * XENT_CHUNK < C ? chi * XENT_CHUNK : C;
+            if (ignored) {
+                if (gr && hi > lo) memset(gr + lo, 0, (size_t)(hi - lo) * sizeof(XENT_T));
+            } else {
+                XENT_T m;
+                double s = 0.0, sx = 0.0;
+                ce_coefs_t kc;
+                int j;
+                pm[k] = hi > lo ? row_max(xr + lo, hi - lo) : xent_neg_inf();
+                XENT_PRAGMA_OMP(barrier)
+                m = pm[0];
+                for (j = 1; j < team; ++j) m = xv_hmax(xv_max(xv_set1(m), xv_set1(pm[j])));
+                for (ch = clo; ch < chi; ++ch) {
+                    const int64_t c0 = ch * XENT_CHUNK, len = (c0 + XENT_CHUNK < C) ? XENT_CHUNK : C - c0;
+                    cs[ch] = row_sumexp_ex(xr + c0, len, m, (gr == xr) ? gr + c0 : NULL,
+                                           a->weight ? a->weight + c0 : NULL, smooth ? &csx[ch] : NULL,
+                                           0, NULL);
+                }
+                XENT_PRAGMA_OMP(barrier)
+                for (ch = 0; ch < nch; ++ch) {
+                    s += cs[ch];
+                    if (smooth) sx += csx[ch];
+                }
+                kc = ce_class_coefs(m, s, sx, xt, wt, W, C, cg, a);
+                if (k == 0) loss_rows[r] = sw * kc.loss;
+                if (gr && hi > lo) {
+                    const XENT_T *v = a->weight ? a->weight + lo : NULL;
+                    if (gr == xr) row_axpb(gr + lo, hi - lo, 0, m, kc.a, kc.b, v, gr + lo, 0);
+                    else row_axpb(xr + lo, hi - lo, 1, m, kc.a, kc.b, v, gr + lo, stream);
+                    if (t >= lo && t < hi) gr[t] = (XENT_T)((double)gr[t] - kc.hit);
+                }
+                if (stream) xv_stream_fence();
+            }
+        }
+    }
+}
+
+/*
+ * Cross-entropy over rows of (n_rows, n_cols) logits.
+ *   target     (n_rows,) class indices, or NULL when q is given
+ *   q          (n_rows, n_cols) probability targets, or NULL
+ *   loss_rows  (n_rows,) OUT per-row losses (double)
+ *   grad       (n_rows, n_cols) OUT gradient, NULL for the loss only; may be x
+ *   totals     OUT [sum of losses, mean denominator]
+ * Returns the number of class targets outside [0, C) that are not ignore_index;
+ * if it is not 0 nothing was written.
+ */
+int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT_T *q,
+                              int64_t n_rows, int64_t n_cols, const xent_ce_args_t *a,
+                              double *loss_rows, XENT_T *grad, double *totals, int n_threads)
+{
+    double denom, W = (double)n_cols, scale;
+    int64_t i;
+    int nt;
+    const int stream = grad != NULL && grad != x;
+
+    if (q == NULL) {
+        const int64_t bad = ce_scan_targets(target, n_rows, n_cols, a, n_threads, &denom);
+        if (bad) return bad;
+    } else {
+        denom = a->sample_weight ? row_sum_wide(a->sample_weight, n_rows) : (double)n_rows;
+    }
+    if (a->weight) {
+        W = 0.0;
+        for (i = 0; i < n_cols; ++i) W += (double)a->weight[i];
+    }
+    scale = a->mean ? a->grad_scale / denom : a->grad_scale;
+
+    if (n_rows < n_threads && q == NULL && a->softcap == 0 && n_cols > XENT_SMALL_C) {
+        const int64_t nch = (n_cols + XENT_CHUNK - 1) / XENT_CHUNK;
+        nt = xent_threads_for(n_rows * n_cols, nch, n_threads);
+        if (nt > 1 && nch <= XENT_SPLIT_MAX_CHUNKS && nt <= XENT_SPLIT_MAX_THREADS) {
+            ce_rows_split(x, target, n_rows, n_cols, a, W, scale, loss_rows, grad, nt);
+            totals[0] = xent_sum_doubles(loss_rows, n_rows);
+            totals[1] = denom;
+            return XENT_OK;
+        }
+    }
+    nt = xent_threads_for(n_rows * n_cols, n_rows, n_threads);
+    if (XV_N > 1 && q == NULL && a->softcap == 0 && n_cols <= XENT_SMALL_C) {
+        const int64_t nb = (n_rows + XV_N - 1) / XV_N;
+        XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
+        for (i = 0; i < nb; ++i) {
+            const int64_t r0 = i * XV_N, nr = (n_rows - r0 < XV_N) ? n_rows - r0 : XV_N;
+            ce_small_block(x, target, r0, nr, n_cols, a, W, scale, loss_rows, grad);
+        }
+        totals[0] = xent_sum_doubles(loss_rows, n_rows);
+        totals[1] = denom;
+        return XENT_OK;
+    }
+    XENT_PRAGMA_OMP(parallel num_threads(nt) if(nt > 1))
+    {
+        int64_t r;
+        XENT_PRAGMA_OMP(for schedule(static))
+        for (r = 0; r < n_rows; ++r) {
+            const XENT_T *xr = x + r * n_cols;
+            XENT_T *gr = grad ? grad + r * n_cols : NULL;
+            const int64_t t = q ? -1 : target[r];
+            double sw, cg;
+            if (q == NULL && t == a->ignore_index) {
+                loss_rows[r] = 0.0;
+                if (gr) memset(gr, 0, (size_t)n_cols * sizeof(XENT_T));
+                continue;
+            }
+            sw = a->sample_weight ? (double)a->sample_weight[r] : 1.0;
+            cg = scale * sw * (a->grad_rows ? (double)a->grad_rows[r] : 1.0);
+            loss_rows[r] = ce_row(xr, n_cols, t, q ? q + r * n_cols : NULL, sw, cg, W, a, gr, stream,
+                                  row_prefetch_target(x, r, n_rows, n_cols));
+        }
+        if (stream) xv_stream_fence();
+    }
+    totals[0] = xent_sum_doubles(loss_rows, n_rows);
+    totals[1] = denom;
+    return XENT_OK;
+}
+
+/*
+ * Negative log-likelihood on log-probabilities (no softmax): the loss of a row
+ * is -w_t * logp_t, its gradient -w_t at the target and 0 elsewhere.  Same
+ * arguments and return value as xent_ce_rows (q, label smoothing, z-loss and
+ * softcap are not used).
+ */
+int64_t XENT_FN(xent_nll_rows)(const XENT_T *logp, const int64_t *target, int64_t n_rows,
+                               int64_t n_cols, const xent_ce_args_t *a, double *loss_rows,
+                               XENT_T *grad, double *totals, int n_threads)
+{
+    double denom, scale;
+    int64_t r;
+    int nt;
+    const int64_t bad = ce_scan_targets(target, n_rows, n_cols, a, n_threads, &denom);
+    if (bad) return bad;
+    scale = a->mean ? a->grad_scale / denom : a->grad_scale;
+    nt = xent_threads_for(grad ? n_rows * n_cols : n_rows, n_rows, n_threads);
+    XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
+    for (r = 0; r < n_rows; ++r) {
+        const int64_t t = target[r];
+        XENT_T *gr = grad ? grad + r * n_cols : NULL;
+        double wt;
+        if (t == a->ignore_index) {
+            loss_rows[r] = 0.0;
+            if (gr) memset(gr, 0, (size_t)n_cols * sizeof(XENT_T));
+            continue;
+        }
+        wt = a->weight ? (double)a->weight[t] : 1.0;
+        loss_rows[r] = -wt * (double)logp[r * n_cols + t];
+        if (gr) {
+            memset(gr, 0, (size_t)n_cols * sizeof(XENT_T));
+            gr[t] = (XENT_T)(-wt * scale * (a->grad_rows ? (double)a->grad_rows[r] : 1.0));
+        }
+    }
+    totals[0] = xent_sum_doubles(loss_rows, n_rows);
+    totals[1] = denom;
+    return XENT_OK;
+}
+
+#endif /* XENT_CE_H */
