@@ -156,3 +156,33 @@ def test_errors():
     e = np.empty((0, 2), np.float32)
     assert xent.sigmoid_focal_loss(e, e).shape == (0, 2)
     assert np.isnan(xent.sigmoid_focal_loss(e, e, reduction="mean"))
+
+
+def test_out_inplace_and_python_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((64, 300)).astype(np.float32)
+    t = rng.integers(0, 2, (64, 300)).astype(np.float32)
+    loss, grad = xent.sigmoid_focal_loss_and_grad(x, t, gamma=1.5)
+    xc = x.copy()
+    l2, g2 = xent.sigmoid_focal_loss_and_grad(xc, t, gamma=1.5, out=xc)
+    assert g2 is xc
+    np.testing.assert_array_equal(xc, grad)
+    np.testing.assert_array_equal(l2, loss)
+    # the kernels release the GIL and are stateless: concurrent calls agree with serial ones
+    s = rng.standard_normal((64, 300))
+    tgt = rng.integers(0, 300, 64)
+    jobs = [
+        (xent.sigmoid_focal_loss_grad, (x, t), dict(gamma=1.5)),
+        (xent.focal_loss_and_grad, (s, tgt), {}),
+        (xent.kl_div_with_logits_and_grad, (s, s[::-1].copy()), {}),
+        (xent.binary_cross_entropy_with_logits_and_grad, (x, t), {}),
+        (xent.expected_calibration_error, (s, tgt), {}),
+    ] * 4
+    serial = [f(*a, **k) for f, a, k in jobs]
+    with ThreadPoolExecutor(4) as ex:
+        par = list(ex.map(lambda j: j[0](*j[1], **j[2]), jobs))
+    for a, b in zip(serial, par):
+        for u, v in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+            np.testing.assert_array_equal(u, v)
