@@ -193,3 +193,33 @@ def test_shapes_and_errors():
         xent.kl_div_with_logits(np.zeros((2, 3), np.int64), s)
     with pytest.raises(TypeError, match="teacher_logits.*bool"):
         xent.kl_div_with_logits(s, np.zeros((2, 3), bool))
+
+
+def test_readonly_and_noncontiguous_inputs():
+    """Every variant accepts read-only and strided inputs and leaves them untouched."""
+    rng = np.random.default_rng(10)
+    big = rng.standard_normal((6, 10))
+    x = big[:, ::2]                       # non-contiguous view
+    xr = np.ascontiguousarray(x)
+    xr.setflags(write=False)
+    t = rng.integers(0, 5, 6)
+    t.setflags(write=False)
+    p = rng.uniform(0, 1, (6, 5))
+    p.setflags(write=False)
+    before = big.copy()
+    for a in (x, xr):
+        np.testing.assert_array_equal(xent.focal_loss_and_grad(a, t)[1],
+                                      xent.focal_loss_and_grad(xr.copy(), t)[1])
+        np.testing.assert_array_equal(xent.kl_div_with_logits_and_grad(a, a[::-1])[1],
+                                      xent.kl_div_with_logits_and_grad(xr.copy(),
+                                                                       xr[::-1].copy())[1])
+        np.testing.assert_array_equal(xent.binary_cross_entropy_with_logits_and_grad(a, p)[1],
+                                      xent.binary_cross_entropy_with_logits_and_grad(
+                                          xr.copy(), p.copy())[1])
+        np.testing.assert_array_equal(xent.sigmoid_focal_loss_and_grad(a, p)[1],
+                                      xent.sigmoid_focal_loss_and_grad(xr.copy(), p.copy())[1])
+        assert xent.expected_calibration_error(a, t) == \
+            xent.expected_calibration_error(xr.copy(), t.copy())
+    np.testing.assert_array_equal(xent.binary_cross_entropy_and_grad(p, p)[1],
+                                  xent.binary_cross_entropy_and_grad(p.copy(), p.copy())[1])
+    np.testing.assert_array_equal(big, before)
