@@ -28,10 +28,10 @@
 
 #include "xent_rowops.h"
 
-#ifndef XENT_ONES16_DEFINED
-#define XENT_ONES16_DEFINED
-/* 1 in every lane: xv_load_part(xent_ones16, k, 0) is the 0/1 mask of the first k lanes. */
-static const XENT_T xent_ones16[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+#ifndef XENT_VAR_ONES16_DEFINED
+#define XENT_VAR_ONES16_DEFINED
+/* 1 in every lane: xv_load_part(xent_var_ones16, k, 0) is the 0/1 mask of the first k lanes. */
+static const XENT_T xent_var_ones16[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
 #endif
 
 /* Loss and d loss / d x of one vector of elements (before weight and grad_output). */
@@ -161,7 +161,7 @@ int64_t XENT_FN(xent_binary_loss)(const XENT_T *x, const XENT_T *t, int64_t n_ro
                 l = xv_mul(l, w);
                 g = xv_mul(g, w);
             }
-            if (!full) l = xv_mul(l, xv_load_part(xent_ones16, kk, 0));
+            if (!full) l = xv_mul(l, xv_load_part(xent_var_ones16, kk, 0));
             acc = xv_add(acc, l);
             if (loss) {
                 if (full) xv_storeu(loss + off + i, l);

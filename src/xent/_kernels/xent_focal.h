@@ -23,7 +23,7 @@
 #include "xent_rowops.h"
 
 /* log(1 - exp(q)) for q <= 0 (Maechler's log1mexp). */
-XENT_INLINE double xent_log1mexp(double q)
+XENT_INLINE double xent_focal_log1mexp(double q)
 {
     return q > -0.6931471805599453 ? log(-expm1(q)) : log1p(-exp(q));
 }
@@ -100,7 +100,7 @@ int64_t XENT_FN(xent_focal_rows)(const XENT_T *x, const int64_t *t, int64_t n_ro
             l1 = log(e) + q;
             omp = e / (1.0 + e);
         } else {
-            l1 = xent_log1mexp(q);
+            l1 = xent_focal_log1mexp(q);
             omp = -expm1(q);
         }
         at = a->alpha_c ? (double)a->alpha_c[ti] : a->alpha;

@@ -17,10 +17,10 @@
 
 #include "xent_rowops.h"
 
-/* 1 in every lane: xv_load_part(xent_ones16, k, 0) is the 0/1 mask of the first k lanes. */
-#ifndef XENT_ONES16_DEFINED
-#define XENT_ONES16_DEFINED
-static const XENT_T xent_ones16[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+/* 1 in every lane: xv_load_part(xent_var_ones16, k, 0) is the 0/1 mask of the first k lanes. */
+#ifndef XENT_VAR_ONES16_DEFINED
+#define XENT_VAR_ONES16_DEFINED
+static const XENT_T xent_var_ones16[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
 #endif
 
 /* Fused pass: *S = sum e^u, *R = sum e^v, return sum e^v (v - u) (0 * u where e^v == 0). */
@@ -45,7 +45,7 @@ XENT_INLINE double xent_kl_row_sums(const XENT_T *s, const XENT_T *t, int64_t n,
         if (i < c1) {
             /* padding lanes load the row maxima (u = v = 0, all finite) and are then zeroed */
             const int64_t k = c1 - i;
-            const xv on = xv_load_part(xent_ones16, k, 0);
+            const xv on = xv_load_part(xent_var_ones16, k, 0);
             const xv u = xv_mul(xv_sub(xv_load_part(s + i, k, ms), vms), vi);
             const xv v = xv_mul(xv_sub(xv_load_part(t + i, k, mt), vmt), vi);
             const xv ev = xv_exp(v);

@@ -17,7 +17,7 @@
 #include "xent_focal.h" /* xent_variants_check_targets */
 
 /* First index of the value m in the row (m is the row max), or 0. */
-XENT_INLINE int64_t xent_row_find(const XENT_T *x, int64_t n, XENT_T m)
+XENT_INLINE int64_t xent_ece_row_find(const XENT_T *x, int64_t n, XENT_T m)
 {
     const xv vm = xv_set1(m);
     int64_t i = 0, j;
@@ -66,7 +66,7 @@ int64_t XENT_FN(xent_ece_rows)(const XENT_T *x, const int64_t *t, int64_t n_rows
         /* settle rounding at the edges against the linspace boundaries */
         while (bb > 0 && conf <= (double)bb * step) --bb;
         while (bb < n_bins - 1 && conf > (double)(bb + 1) * step) ++bb;
-        row_bin[i] = 2 * bb + (xent_row_find(xr, n_cols, m) == t[i] ? 1 : 0);
+        row_bin[i] = 2 * bb + (xent_ece_row_find(xr, n_cols, m) == t[i] ? 1 : 0);
     }
     for (b = 0; b < n_bins; ++b) {
         bin_conf[b] = 0.0;
