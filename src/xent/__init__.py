@@ -9,6 +9,17 @@ from ._loader import load_core as _load_core
 
 _load_core()
 
+from ._binary import (  # noqa: E402
+    binary_cross_entropy,
+    binary_cross_entropy_and_grad,
+    binary_cross_entropy_grad,
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_and_grad,
+    binary_cross_entropy_with_logits_grad,
+    sigmoid_focal_loss,
+    sigmoid_focal_loss_and_grad,
+    sigmoid_focal_loss_grad,
+)
 from ._config import _apply_simd_env, openmp_enabled, show_config  # noqa: E402
 from ._cross_entropy import (  # noqa: E402
     cross_entropy,
@@ -19,6 +30,13 @@ from ._cross_entropy import (  # noqa: E402
     nll_loss_grad,
     perplexity,
 )
+from ._distill import (  # noqa: E402
+    kl_div_with_logits,
+    kl_div_with_logits_and_grad,
+    kl_div_with_logits_grad,
+)
+from ._focal import focal_loss, focal_loss_and_grad, focal_loss_grad  # noqa: E402
+from ._metrics import expected_calibration_error  # noqa: E402
 from ._softmax import log_softmax, logsumexp, softmax  # noqa: E402
 from ._threads import get_num_threads, set_num_threads  # noqa: E402
 from ._version import __version__  # noqa: E402
@@ -27,10 +45,23 @@ _apply_simd_env()
 
 __all__ = [
     "__version__",
+    "binary_cross_entropy",
+    "binary_cross_entropy_and_grad",
+    "binary_cross_entropy_grad",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_and_grad",
+    "binary_cross_entropy_with_logits_grad",
     "cross_entropy",
     "cross_entropy_and_grad",
     "cross_entropy_grad",
+    "expected_calibration_error",
+    "focal_loss",
+    "focal_loss_and_grad",
+    "focal_loss_grad",
     "get_num_threads",
+    "kl_div_with_logits",
+    "kl_div_with_logits_and_grad",
+    "kl_div_with_logits_grad",
     "log_softmax",
     "logsumexp",
     "nll_loss",
@@ -40,5 +71,8 @@ __all__ = [
     "perplexity",
     "set_num_threads",
     "show_config",
+    "sigmoid_focal_loss",
+    "sigmoid_focal_loss_and_grad",
+    "sigmoid_focal_loss_grad",
     "softmax",
 ]

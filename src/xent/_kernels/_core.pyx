@@ -67,4 +67,5 @@ def simd_select(str name):
 
 
 include "_softmax.pxi"
+include "_variants.pxi"
 include "_ce.pxi"

@@ -11,6 +11,47 @@
 #define XENT_ARGS_CAT(a, b) XENT_ARGS_CAT_(a, b)
 #define XENT_ARGS(fam) XENT_ARGS_CAT(fam, XENT_ARGS_SFX)
 
+/* Reduction codes shared by the loss variants (xent_focal.h, xent_binary.h, xent_kl.h). */
+#define XENT_RED_NONE 0
+#define XENT_RED_MEAN 1
+#define XENT_RED_SUM 2
+#define XENT_RED_BATCHMEAN 3
+
+/* Loss variants: binary ops (xent_binary.h). */
+#define XENT_BIN_LOGITS 0 /* binary_cross_entropy_with_logits */
+#define XENT_BIN_PROBS 1  /* binary_cross_entropy */
+#define XENT_BIN_FOCAL 2  /* sigmoid_focal_loss */
+#define XENT_BIN_TILE 4096 /* elements per parallel work item / partial sum */
+
+#define XENT_DEFINE_VARIANT_ARGS(T, sfx)                                                   \
+    /* focal_loss: alpha_t = alpha_c[t] if alpha_c else alpha */                           \
+    typedef struct {                                                                       \
+        double gamma, alpha;                                                               \
+        const T *alpha_c;                                                                  \
+        int64_t ignore_index;                                                              \
+        int reduction;                                                                     \
+        double grad_scale;   /* scalar grad_output */                                      \
+        const T *grad_rows;  /* per-row grad_output (reduction none) or NULL */            \
+    } xent_focal_args_##sfx;                                                               \
+    /* binary losses over an (n_rows, n_cols) array */                                     \
+    typedef struct {                                                                       \
+        int op, reduction;                                                                 \
+        const T *weight;     /* NULL, or (weight_rows, n_cols) with weight_rows 1 or n */  \
+        int64_t weight_rows;                                                               \
+        const T *pos_weight; /* NULL or (n_cols,) */                                       \
+        double alpha, gamma; /* sigmoid focal */                                           \
+        double grad_scale;                                                                 \
+        const T *grad_elems; /* per-element grad_output (reduction none) or NULL */        \
+    } xent_binary_args_##sfx;                                                              \
+    /* kl_div_with_logits */                                                               \
+    typedef struct {                                                                       \
+        double temperature;                                                                \
+        int reduction;                                                                     \
+        double grad_scale;                                                                 \
+        const T *grad_rows;                                                                \
+    } xent_kl_args_##sfx;
+XENT_DEFINE_VARIANT_ARGS(float, f32)
+XENT_DEFINE_VARIANT_ARGS(double, f64)
 /*
  * Options of the softmax cross-entropy kernels (xent_ce.h).  Pointers may be NULL.
  *   weight        (C,) per-class weights

@@ -1,0 +1,122 @@
+/*
+ * xent_focal.h -- multi-class softmax focal loss (Lin et al. 2017) over the
+ * rows of a contiguous (n_rows, n_cols) array with integer class targets.
+ *
+ *   loss_i = -alpha_t (1 - p_t)**gamma log p_t,   p_t = softmax(x_i)[t_i]
+ *   d loss_i / d x_ij = c_i (p_ij - [j == t_i])
+ *   c_i = alpha_t ((1 - p_t)**gamma + gamma p_t (-log p_t) (1 - p_t)**(gamma - 1))
+ *
+ * The per-row scalars are evaluated in double in log space: log(1 - p_t) is
+ * log(-expm1(log p_t)) near p_t = 1 and log1p(-p_t) elsewhere, so both terms
+ * stay finite and accurate as p_t -> 1 and for 0 < gamma < 1 (where the naive
+ * (1 - p)**(gamma - 1) is inf at p_t = 1 and autograd gives NaN).  At p_t = 1
+ * exactly the limit c_i = alpha_t [gamma == 0] is used; at p_t = 0
+ * (log p_t = -inf) the limit c_i = alpha_t.  NaN/inf in a row propagate.
+ * gamma = 0 with alpha = 1 is exactly softmax cross-entropy.
+ *
+ * Return: the number of targets outside [0, n_cols) that are not
+ * ignore_index; nothing is written in that case.
+ */
+#ifndef XENT_FOCAL_H
+#define XENT_FOCAL_H
+
+#include "xent_rowops.h"
+
+/* log(1 - exp(q)) for q <= 0 (Maechler's log1mexp). */
+XENT_INLINE double xent_focal_log1mexp(double q)
+{
+    return q > -0.6931471805599453 ? log(-expm1(q)) : log1p(-exp(q));
+}
+
+/* Focal loss and gradient coefficient c (see above) from q = log p_t and l1 = log(1 - p_t). */
+XENT_INLINE void xent_focal_coef(double q, double l1, double gamma, double at, double *loss, double *c)
+{
+    const double w = gamma == 0.0 ? 1.0 : exp(gamma * l1); /* (1 - p_t)**gamma; 0 at p_t = 1 */
+    double t2 = 0.0;
+    /* gamma p (-q) (1-p)**(gamma-1), all in the exponent; 0 in the limits q -> 0, q -> -inf */
+    if (gamma != 0.0 && q < 0.0 && q > -(double)INFINITY)
+        t2 = gamma * exp(q + (gamma - 1.0) * l1 + log(-q));
+    *loss = -at * w * q;
+    *c = at * (w + t2);
+}
+
+/* First pass over the targets: number of non-ignored ones in *count, returns bad ones. */
+XENT_INLINE int64_t xent_variants_check_targets(const int64_t *t, int64_t n, int64_t n_cols,
+                                             int64_t ignore_index, int64_t *count)
+{
+    int64_t i, bad = 0, cnt = 0;
+    for (i = 0; i < n; ++i) {
+        const int64_t ti = t[i];
+        if (ti == ignore_index) continue;
+        if (ti < 0 || ti >= n_cols) ++bad;
+        else ++cnt;
+    }
+    *count = cnt;
+    return bad;
+}
+
+/*
+ * Per-row losses into `loss` (may be NULL; ignored rows get 0) and their sum
+ * into *total; gradient rows (times grad_output, divided by the number of
+ * non-ignored rows for "mean") into `grad` (may be NULL; may alias x).
+ * *count receives the number of non-ignored rows.
+ */
+int64_t XENT_FN(xent_focal_rows)(const XENT_T *x, const int64_t *t, int64_t n_rows, int64_t n_cols,
+                                 const XENT_ARGS(xent_focal_args) *a, XENT_T *loss, XENT_T *grad,
+                                 double *total, int64_t *count, int n_threads)
+{
+    const int64_t ign = a->ignore_index;
+    int64_t cnt, i;
+    const int64_t bad = xent_variants_check_targets(t, n_rows, n_cols, ign, &cnt);
+    double gs = a->grad_scale;
+    int nt;
+    *count = cnt;
+    *total = 0.0;
+    if (bad) return bad;
+    if (a->reduction == XENT_RED_MEAN) gs /= (double)cnt;
+    nt = xent_threads_for(n_rows * n_cols * (grad ? 2 : 1), n_rows, n_threads);
+    (void)nt; /* unused in a serial build */
+    XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
+    for (i = 0; i < n_rows; ++i) {
+        const int64_t ti = t[i];
+        const XENT_T *xr = x + i * n_cols;
+        XENT_T m, xt;
+        double s, q, l1, omp, li, c, at;
+        if (ti == ign) {
+            if (loss) loss[i] = 0;
+            if (grad) memset(grad + i * n_cols, 0, (size_t)n_cols * sizeof(XENT_T));
+            continue;
+        }
+        row_max_sumexp(xr, n_cols, &m, &s);
+        xt = xr[ti];
+        q = (double)(xt - m) - log(s); /* log p_t, PyTorch's log_softmax ordering */
+        if (q > -0.6931471805599453 && xt == m) {
+            /* p_t > 1/2 (so x_t is the max): s = 1 + e has lost the low bits of
+               e = sum_{j != t} exp(x_j - x_t); sum it apart so that 1 - p_t = e / (1 + e)
+               keeps full relative accuracy (one extra pass, confident rows only). */
+            const double e = row_sumexp(xr, ti, m, NULL, NULL, NULL) +
+                             row_sumexp(xr + ti + 1, n_cols - ti - 1, m, NULL, NULL, NULL);
+            q = -log1p(e);
+            l1 = log(e) + q;
+            omp = e / (1.0 + e);
+        } else {
+            l1 = xent_focal_log1mexp(q);
+            omp = -expm1(q);
+        }
+        at = a->alpha_c ? (double)a->alpha_c[ti] : a->alpha;
+        xent_focal_coef(q, l1, a->gamma, at, &li, &c);
+        if (loss) loss[i] = (XENT_T)li;
+        if (grad) {
+            const double ac = c * gs * (a->grad_rows ? (double)a->grad_rows[i] : 1.0);
+            XENT_T *g = grad + i * n_cols;
+            /* g_j = ac * exp(x_j - m) / s, then g_t = -ac (1 - p_t) (x_t was read above:
+               g may alias x) */
+            row_axpb(xr, n_cols, 1, m, (XENT_T)(ac / s), 0, NULL, g, 0);
+            g[ti] = (XENT_T)(-ac * omp);
+        }
+    }
+    if (loss) *total = row_sum_wide(loss, n_rows);
+    return XENT_OK;
+}
+
+#endif /* XENT_FOCAL_H */
