@@ -261,7 +261,7 @@ class _FusedLoss(torch.autograd.Function):
         # kept for another backward (retain_graph=True), which needs g unchanged.
         reuse = _keep_graph()
         if grad_output.dim() == 0:
-            s = float(grad_output)
+            s = float(grad_output.detach())
             if s != 1.0:
                 g = g * s if reuse else g.mul_(s)
         else:
