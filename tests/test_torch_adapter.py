@@ -440,6 +440,34 @@ def test_inplace_backward_other_node_saved_logits_raises_at_backward():
         (loss + other).backward()
 
 
+def test_inplace_backward_without_increment_version_api(monkeypatch):
+    """Older PyTorch without torch.autograd.graph.increment_version: same guarantee."""
+    monkeypatch.delattr(torch.autograd.graph, "increment_version", raising=False)
+    h = torch.randn(4, 3, requires_grad=True)
+    logits = h * 2.0
+    other = (logits**2).sum()
+    loss = xt.cross_entropy(logits, torch.tensor([0, 1, 2, 0]), inplace_backward=True)
+    with pytest.raises(RuntimeError, match="inplace operation"):
+        (loss + other).backward()
+
+
+def test_backward_without_keep_graph_query_scales_out_of_place(monkeypatch):
+    """Older PyTorch without the retain_graph query: scale out of place (still correct)."""
+    monkeypatch.delattr(torch._C._autograd, "_get_current_graph_task_keep_graph",
+                        raising=False)
+    spy = _Spy(xent.cross_entropy_and_grad)
+    monkeypatch.setattr(xent, "cross_entropy_and_grad", spy)
+    x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 4, (5,))
+    seen = []
+    x.register_hook(lambda g: seen.append(g.data_ptr()))
+    (xt.cross_entropy(x, t) * 3.0).backward()
+    (_, kwargs), = spy.calls
+    assert seen != [kwargs["out"].__array_interface__["data"][0]]
+    assert_close(x.grad, grads(F.cross_entropy(x, t) * 3.0, x,
+                               torch.tensor(1.0, dtype=torch.float64)))
+
+
 def test_inplace_backward_logits_modified_before_backward_raises():
     h = torch.randn(4, 3, requires_grad=True)
     logits = h * 2.0

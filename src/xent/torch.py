@@ -246,7 +246,7 @@ class _FusedLoss(torch.autograd.Function):
         if wrote:
             # The logits' storage now holds the gradient: make every autograd node
             # that saved them (and our own saved tensor, if modified later) fail loudly.
-            torch.autograd.graph.increment_version(logits)
+            _bump_version(logits)
         ctx.reduction = call.reduction
         ctx.out_dtype = call.lg.dtype
         ctx.save_for_backward(grad)
@@ -275,6 +275,15 @@ class _FusedLoss(torch.autograd.Function):
         if g.dtype != ctx.out_dtype:
             g = g.to(ctx.out_dtype)  # float16/bfloat16: rounded once, after scaling
         return g, None
+
+
+def _bump_version(t: torch.Tensor) -> None:
+    """Mark `t` (and every view of its storage) as modified in place."""
+    bump = getattr(torch.autograd.graph, "increment_version", None)
+    if bump is not None:
+        bump(t)
+    else:  # older PyTorch: an in-place op on an empty view bumps the shared counter
+        t.detach().reshape(-1)[:0].zero_()
 
 
 def _keep_graph() -> bool:
