@@ -415,6 +415,15 @@ def test_inplace_backward_writes_gradient_into_logits():
     assert_close(gw, lin.weight.grad)
 
 
+def test_inplace_backward_error_leaves_logits_untouched():
+    h = torch.randn(4, 3, requires_grad=True)
+    logits = h * 2.0
+    before = logits.detach().clone()
+    with pytest.raises(IndexError, match="7"):
+        xt.cross_entropy(logits, torch.tensor([0, 1, 7, 0]), inplace_backward=True)
+    assert torch.equal(logits.detach(), before) and logits._version == 0
+
+
 def test_inplace_backward_refuses_leaf_parameter():
     x = torch.randn(4, 3, requires_grad=True)
     with pytest.raises(ValueError, match="leaf"):
@@ -424,9 +433,12 @@ def test_inplace_backward_refuses_leaf_parameter():
     assert x.grad is None
 
 
-def test_inplace_backward_refuses_output_saved_by_producer():
+@pytest.mark.parametrize("producer", [torch.tanh, torch.sigmoid, torch.exp,
+                                      lambda z: torch.log_softmax(z, 1)],
+                         ids=["tanh", "sigmoid", "exp", "log_softmax"])
+def test_inplace_backward_refuses_output_saved_by_producer(producer):
     h = torch.randn(4, 3, requires_grad=True)
-    logits = torch.tanh(h)  # TanhBackward saves its result
+    logits = producer(h)  # these backward nodes save their result
     with pytest.raises(ValueError, match="saved"):
         xt.cross_entropy(logits, torch.tensor([0, 1, 2, 0]), inplace_backward=True)
 

@@ -36,12 +36,16 @@ Opt-in memory saving for the largest tensor of a language model: the gradient
 is written into the logits' own storage instead of a new buffer.
 Guarantees:
 
-* it applies only when a gradient is computed and the logits are a
-  contiguous float32/float64 ``(N, C)`` / ``(C,)`` tensor (for elementwise
-  losses: any contiguous float32/float64 tensor); in every other case the
-  adapter's private copy is reused and the logits are left untouched;
+* it applies only when a gradient is computed and the logits need neither a
+  dtype nor a layout change: contiguous float32/float64 ``(N, C)`` or ``(C,)``
+  for :func:`cross_entropy` / :func:`focal_loss`, any contiguous
+  float32/float64 shape for the elementwise losses and
+  :func:`kl_div_with_logits`; in every other case the adapter's private copy
+  is reused and the logits are left untouched;
 * after the call, **the logits' values are destroyed** (they hold the
-  unscaled gradient, later the gradient); read them before calling the loss;
+  gradient for ``grad_output = 1``, scaled in place by backward); read them
+  before calling the loss. If the call raises (e.g. a target out of range),
+  the logits are untouched;
 * a leaf tensor that requires grad (a parameter), or a view of one, is never
   overwritten: ValueError;
 * logits saved by their own producer for its backward (e.g. the output of
