@@ -159,6 +159,30 @@ def test_ce_half_dtypes_compute_in_float32(dtype, layout, reduction):
     assert_close(loss, ref)
 
 
+@pytest.mark.parametrize("layout", ["NC", "NCd", "C"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_ce_z_loss_and_softcap_extensions(layout, reduction):
+    shape, tshape = LAYOUTS[layout]
+    cdim = 1 if len(shape) > 1 else 0
+    c = shape[cdim]
+    x = (5 * torch.randn(shape, dtype=torch.float64)).requires_grad_()
+    t = torch.randint(0, c, tshape)
+    if t.numel() > 1:
+        t.view(-1)[0] = -100
+    z, cap = 1e-2, 3.0
+    loss = xt.CrossEntropyLoss(reduction=reduction, z_loss=z, softcap=cap)(x, t)
+    # reference from the formulas in API.md, in PyTorch
+    xc = cap * torch.tanh(x / cap)
+    rows = F.cross_entropy(xc, t, reduction="none")
+    valid = t != -100
+    lse = torch.logsumexp(xc, cdim)
+    rows = rows + torch.where(valid, z * lse**2, torch.zeros_like(lse))
+    ref = {"none": rows, "sum": rows.sum(), "mean": rows.sum() / valid.sum()}[reduction]
+    assert_close(loss, ref)
+    go = torch.randn_like(ref)
+    assert_close(grads(loss, x, go), grads(ref, x, go))
+
+
 @pytest.mark.parametrize("tdtype", [torch.uint8, torch.int8, torch.int16, torch.int32,
                                     torch.int64])
 def test_ce_any_integer_target_dtype(tdtype):

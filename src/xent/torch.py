@@ -341,6 +341,8 @@ def cross_entropy(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     *,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
     inplace_backward: bool = False,
     num_threads: int | None = None,
 ) -> torch.Tensor:
@@ -368,6 +370,13 @@ def cross_entropy(
         non-ignored targets).
     label_smoothing : float in [0, 1], optional
         As in PyTorch.
+    z_loss : float >= 0, optional
+        xent extension (keyword-only): adds ``z_loss * w_i * lse_i**2`` per
+        non-ignored sample, as ``xent.cross_entropy``.
+    softcap : float > 0, optional
+        xent extension (keyword-only): logits ``x`` are replaced by
+        ``softcap * tanh(x / softcap)`` before the softmax (gradient with
+        respect to the raw logits), as ``xent.cross_entropy``.
     inplace_backward : bool, optional
         Write the gradient into the logits' storage (destroys their values);
         see the module docstring for exactly what is guaranteed.
@@ -408,7 +417,8 @@ def cross_entropy(
     lg = _Logits(input, "input", classes_dim1=True)
     t = lg.target(target, soft_ok=True)
     kwargs = dict(weight=_to_numpy(weight, "weight"), ignore_index=ignore_index,
-                  reduction=reduction, label_smoothing=label_smoothing, num_threads=num_threads)
+                  reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
+                  softcap=softcap, num_threads=num_threads)
     call = _Call("cross_entropy", lg, (t,), kwargs, reduction, inplace_backward)
     return _apply(_CrossEntropyFunction, input, call)
 
@@ -657,6 +667,8 @@ class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
     ----------
     weight, size_average, ignore_index, reduce, reduction, label_smoothing
         As ``torch.nn.CrossEntropyLoss``.
+    z_loss, softcap : optional
+        Keyword-only xent extensions; see :func:`cross_entropy`.
     inplace_backward : bool, optional
         Keyword-only. Write the gradient into the logits' storage (destroys
         them); see the module docstring.
@@ -677,14 +689,18 @@ class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
 
     def __init__(self, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
                  reduction: str = "mean", label_smoothing: float = 0.0, *,
+                 z_loss: float = 0.0, softcap: float | None = None,
                  inplace_backward: bool = False, num_threads: int | None = None) -> None:
         super().__init__(weight, size_average, ignore_index, reduce, reduction, label_smoothing)
+        self.z_loss = z_loss
+        self.softcap = softcap
         self.inplace_backward = inplace_backward
         self.num_threads = num_threads
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
                              reduction=self.reduction, label_smoothing=self.label_smoothing,
+                             z_loss=self.z_loss, softcap=self.softcap,
                              inplace_backward=self.inplace_backward, num_threads=self.num_threads)
 
 
