@@ -80,7 +80,6 @@ __all__ = [
 ]
 
 _NATIVE = (torch.float32, torch.float64)
-_UPCAST = (torch.float16, torch.bfloat16)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -153,7 +152,6 @@ class _Logits:
             elif x.dim() > 2:
                 x = x.movedim(1, -1)
                 self.moved = True
-        self.shape = tuple(x.shape)
         if dt in _NATIVE and x.is_contiguous():
             self.buf, self.owned = x, False
         else:
@@ -251,7 +249,6 @@ class _FusedLoss(torch.autograd.Function):
             # The logits' storage now holds the gradient: make every autograd node
             # that saved them (and our own saved tensor, if modified later) fail loudly.
             _bump_version(logits)
-        ctx.reduction = call.reduction
         ctx.out_dtype = call.lg.dtype
         ctx.save_for_backward(grad)
         return loss
