@@ -64,7 +64,14 @@ NumPy array from ``tensor.numpy()``).
 from __future__ import annotations
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        'xent.torch requires PyTorch; install it with pip install "xent[torch]" '
+        "(or a CPU build of torch >= 2.1)"
+    ) from exc
 from torch.autograd.function import once_differentiable
 
 import xent
