@@ -138,6 +138,11 @@ XENT_INLINE void row_max_sumexp(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T
             if (s != 0.0) s *= (double)xent_exp1(m - cm);
             m = cm;
         }
+        if (m == xent_neg_inf()) {
+            /* all -inf so far: they add 0 (exp(-inf - -inf) would be NaN), a NaN poisons */
+            if (row_has_nan(x + c0, len)) s = (double)NAN;
+            continue;
+        }
         s += row_sumexp(x + c0, len, m, NULL, NULL, NULL);
     }
     *m_out = m;
