@@ -10,6 +10,7 @@ from ._loader import load_core as _load_core
 _load_core()
 
 from ._config import _apply_simd_env, openmp_enabled, show_config  # noqa: E402
+from ._scores import TokenScores, token_scores  # noqa: E402
 from ._softmax import log_softmax, logsumexp, softmax  # noqa: E402
 from ._threads import get_num_threads, set_num_threads  # noqa: E402
 from ._version import __version__  # noqa: E402
@@ -25,4 +26,6 @@ __all__ = [
     "set_num_threads",
     "show_config",
     "softmax",
+    "token_scores",
+    "TokenScores",
 ]

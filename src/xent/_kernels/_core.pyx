@@ -65,3 +65,4 @@ def simd_select(str name):
 
 
 include "_softmax.pxi"
+include "_scores.pxi"

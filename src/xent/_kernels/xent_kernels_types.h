@@ -11,4 +11,14 @@
 #define XENT_ARGS_CAT(a, b) XENT_ARGS_CAT_(a, b)
 #define XENT_ARGS(fam) XENT_ARGS_CAT(fam, XENT_ARGS_SFX)
 
+/* token_scores (xent_scores.h): outputs may be NULL as documented there. */
+#define XENT_SCORES_ARGS_DEF(T, sfx)                                                    \
+    typedef struct {                                                                    \
+        const int64_t *target; int64_t ignore_index; double temperature; int64_t top_k; \
+        T *lse; T *entropy; T *logprob; int64_t *rank; T *top_logprobs;                 \
+        int64_t *top_indices;                                                           \
+    } xent_scores_args_##sfx;
+XENT_SCORES_ARGS_DEF(float, f32)
+XENT_SCORES_ARGS_DEF(double, f64)
+
 #endif

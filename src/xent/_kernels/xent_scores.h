@@ -1,0 +1,311 @@
+/*
+ * xent_scores.h -- token_scores: per-row logsumexp, entropy, target log-prob,
+ * target rank and top-k of softmax(x / T), reading each row once from memory.
+ * Included once per kernel translation unit (see xent_instantiate.h).
+ *
+ * Design.  A row is processed in chunks of XENT_CHUNK elements:
+ *   pass A (from memory): s = x / T (stored in a stack chunk buffer when
+ *     T != 1, so the division is done once), chunk maximum, the rank count
+ *     #{s_j > s_t} in float lanes (exact: <= XENT_CHUNK per lane), and the
+ *     top-k filter: a vector whose lanes are all <= the current k-th best
+ *     (the root of a min-heap held in the caller's output row) is skipped;
+ *     otherwise its lanes are offered to the heap one by one.  The scan is in
+ *     index order, so an element equal to the k-th best always loses the tie
+ *     (lower index wins) and the strict filter is exact.
+ *   pass B (from L1): S = sum e_j and W = sum e_j (s_j - m), e_j = exp(s_j - m),
+ *     with m the running maximum; when a later chunk raises m both are
+ *     rescaled in double: S' = r S, W' = r (W + (m - m') S), r = exp(m - m').
+ * Then lse = m + log S, entropy = log S - W / S (two non-negative terms, no
+ * cancellation), logprob_t = (s_t - m) - log S, all in double, rounded once.
+ * Lanes with s_j = -inf have e_j = 0 and (s_j - m) clamped to a finite value,
+ * so they add exactly 0 to W (0 log 0 = 0).  float32 lane sums are per chunk
+ * and the chunk sums are in double (the xent_rowops.h policy).
+ *
+ * Top-k order: larger value first, NaN above everything (as torch.topk), ties
+ * by the lower index.  The heap starts full of "empty" slots (-inf, INT64_MAX);
+ * -inf elements never pass the filter, so a row with fewer than k elements
+ * above -inf gets its remaining slots filled by a rare second scan taking the
+ * -inf elements in index order.  The final heap is sorted in place, best first.
+ *
+ * Non-finite rows (as torch): if the row maximum is +inf, or the row is all
+ * -inf, or holds NaN, logsumexp follows torch.logsumexp (+inf / -inf / NaN),
+ * and entropy, logprob and top_logprobs are NaN.  rank is always the IEEE
+ * count 1 + #{s_j > s_t} (a NaN target has rank 1).
+ *
+ * Per-row results depend only on the row (never on the thread count).
+ * Returns the number of targets outside [0, n_cols) that are not ignore_index
+ * (their logprob is NaN and rank -1; nothing out of bounds is read).
+ */
+#ifndef XENT_SCORES_H
+#define XENT_SCORES_H
+
+#include "xent_rowops.h"
+
+#define XS_EMPTY INT64_MAX /* index of an empty top-k slot */
+
+/* True if (av, ai) ranks above (bv, bi): larger value, NaN highest, then lower index. */
+XENT_INLINE int xs_better(XENT_T av, int64_t ai, XENT_T bv, int64_t bi)
+{
+    if (av > bv) return 1;
+    if (av < bv) return 0;
+    {
+        const int an = av != av, bn = bv != bv;
+        if (an != bn) return an;
+        return ai < bi;
+    }
+}
+
+/* Restore the min-heap (root = lowest ranked) below `pos` in a heap of k slots. */
+static void xs_sift(XENT_T *hv, int64_t *hi, int64_t k, int64_t pos)
+{
+    const XENT_T v = hv[pos];
+    const int64_t id = hi[pos];
+    for (;;) {
+        int64_t c = 2 * pos + 1;
+        if (c >= k) break;
+        if (c + 1 < k && xs_better(hv[c], hi[c], hv[c + 1], hi[c + 1])) c += 1; /* lower child */
+        if (!xs_better(v, id, hv[c], hi[c])) break;
+        hv[pos] = hv[c];
+        hi[pos] = hi[c];
+        pos = c;
+    }
+    hv[pos] = v;
+    hi[pos] = id;
+}
+
+/* Offer s[0..nv) (indices base..) to the heap. */
+static void xs_offer(const XENT_T *s, int64_t nv, int64_t base, XENT_T *hv, int64_t *hi, int64_t k)
+{
+    int64_t l;
+    for (l = 0; l < nv; ++l) {
+        if (xs_better(s[l], base + l, hv[0], hi[0])) {
+            hv[0] = s[l];
+            hi[0] = base + l;
+            xs_sift(hv, hi, k, 0);
+        }
+    }
+}
+
+/* Rare path: fill the remaining empty slots with the row's -inf elements, in index order. */
+static void xs_fill_neginf(const XENT_T *x, int64_t n, XENT_T T, int scaled, XENT_T *hv, int64_t *hi,
+                           int64_t k)
+{
+    int64_t j;
+    for (j = 0; j < n && hi[0] == XS_EMPTY; ++j) {
+        const XENT_T s = scaled ? x[j] / T : x[j];
+        if (s == xent_neg_inf()) {
+            hv[0] = s;
+            hi[0] = j;
+            xs_sift(hv, hi, k, 0);
+        }
+    }
+}
+
+/* Sort the heap in place, best first (heapsort: the lowest ranked goes last). */
+static void xs_heap_sort(XENT_T *hv, int64_t *hi, int64_t k)
+{
+    int64_t e;
+    for (e = k - 1; e > 0; --e) {
+        const XENT_T v = hv[0];
+        const int64_t id = hi[0];
+        hv[0] = hv[e];
+        hi[0] = hi[e];
+        hv[e] = v;
+        hi[e] = id;
+        xs_sift(hv, hi, e, 0);
+    }
+}
+
+/*
+ * Pass B over one cache-resident chunk s[0..n): *S += sum exp(s - m),
+ * *W += sum exp(s - m) * (s - m), with -inf lanes adding exactly 0 to W.
+ */
+XENT_INLINE void xs_sumexp_ent(const XENT_T *XENT_RESTRICT s, int64_t n, XENT_T m, double *S, double *W)
+{
+    const xv vm = xv_set1(m), lo = xv_set1((XENT_T)XENT_EXP_LO);
+    xv a0 = xv_zero(), a1 = xv_zero(), b0 = xv_zero(), b1 = xv_zero();
+    int64_t i = 0;
+    for (; i + 2 * XV_N <= n; i += 2 * XV_N) {
+        const xv d0 = xv_sub(xv_loadu(s + i), vm), d1 = xv_sub(xv_loadu(s + i + XV_N), vm);
+        const xv e0 = xv_exp(d0), e1 = xv_exp(d1);
+        a0 = xv_add(a0, e0);
+        a1 = xv_add(a1, e1);
+        /* exp(d) == exp(max(d, EXP_LO)) (xv_exp clamps), and d = -inf becomes finite */
+        b0 = xv_fmadd(e0, xv_max(d0, lo), b0);
+        b1 = xv_fmadd(e1, xv_max(d1, lo), b1);
+    }
+    for (; i < n; i += XV_N) {
+        const xv d0 = xv_sub(xv_load_part(s + i, n - i, xent_neg_inf()), vm);
+        const xv e0 = xv_exp(d0);
+        a0 = xv_add(a0, e0);
+        b0 = xv_fmadd(e0, xv_max(d0, lo), b0);
+    }
+    *S += xv_hsum(xv_add(a0, a1));
+    *W += xv_hsum(xv_add(b0, b1));
+}
+
+/* Per-row results of one row. */
+typedef struct {
+    XENT_T lse, ent, lp;
+    int64_t rank;
+} XENT_CAT2(xs_row_out, XENT_SFX);
+#define XS_OUT XENT_CAT2(xs_row_out, XENT_SFX)
+
+/*
+ * One row x[0..n) (n >= 1).  `t` is a valid target index or -1; the flags are
+ * compile-time constants at every call site (the compiler specialises the loop).
+ * hv/hi: k slots of the caller's top-k output rows, used as the heap.
+ */
+XENT_INLINE XS_OUT xs_row(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T T, int64_t t, XENT_T *hv,
+                          int64_t *hi, int64_t k, const int scaled, const int do_rank, const int do_topk)
+{
+    XS_OUT r;
+    XENT_T sbuf[XENT_CHUNK]; /* scaled chunk (dead code when !scaled) */
+    const xv vT = xv_set1(T), one = xv_set1((XENT_T)1), zero = xv_zero();
+    const XENT_T st = t >= 0 ? (scaled ? x[t] / T : x[t]) : (XENT_T)0;
+    const xv vst = xv_set1(st);
+    XENT_T m = xent_neg_inf();
+    double S = 0.0, W = 0.0;
+    int64_t cnt = 0, c0, j;
+    xv thr = xv_set1(xent_neg_inf());
+
+    if (do_topk) {
+        for (j = 0; j < k; ++j) {
+            hv[j] = xent_neg_inf();
+            hi[j] = XS_EMPTY;
+        }
+    }
+    for (c0 = 0; c0 < n; c0 += XENT_CHUNK) {
+        const int64_t len = (c0 + XENT_CHUNK < n) ? XENT_CHUNK : n - c0;
+        const XENT_T *xc = x + c0;
+        const XENT_T *src = scaled ? sbuf : xc;
+        XENT_T cm;
+        if (!scaled && !do_rank && !do_topk) {
+            cm = row_max(xc, len);
+        } else {
+            xv mx0 = xv_set1(xent_neg_inf()), mx1 = mx0, cv0 = zero, cv1 = zero;
+            int64_t i = 0;
+            for (; i + 2 * XV_N <= len; i += 2 * XV_N) {
+                xv v0 = xv_loadu(xc + i), v1 = xv_loadu(xc + i + XV_N);
+                if (scaled) {
+                    v0 = xv_div(v0, vT);
+                    v1 = xv_div(v1, vT);
+                    xv_storeu(sbuf + i, v0);
+                    xv_storeu(sbuf + i + XV_N, v1);
+                }
+                mx0 = xv_max(mx0, v0);
+                mx1 = xv_max(mx1, v1);
+                if (do_rank) {
+                    cv0 = xv_add(cv0, xv_select(xv_gt(v0, vst), one, zero));
+                    cv1 = xv_add(cv1, xv_select(xv_gt(v1, vst), one, zero));
+                }
+                if (do_topk && XENT_UNLIKELY(xm_any(xv_not_le(v0, thr)) || xm_any(xv_not_le(v1, thr)))) {
+                    xs_offer(src + i, 2 * XV_N, c0 + i, hv, hi, k);
+                    thr = xv_set1(hv[0]);
+                }
+            }
+            for (; i < len; i += XV_N) {
+                const int64_t nv = (len - i < XV_N) ? len - i : XV_N;
+                xv v0 = xv_load_part(xc + i, nv, xent_neg_inf());
+                if (scaled) {
+                    v0 = xv_div(v0, vT);
+                    xv_store_part(sbuf + i, v0, nv);
+                }
+                mx0 = xv_max(mx0, v0);
+                if (do_rank) cv0 = xv_add(cv0, xv_select(xv_gt(v0, vst), one, zero));
+                if (do_topk && XENT_UNLIKELY(xm_any(xv_not_le(v0, thr)))) {
+                    xs_offer(src + i, nv, c0 + i, hv, hi, k);
+                    thr = xv_set1(hv[0]);
+                }
+            }
+            cm = xv_hmax(xv_max(mx0, mx1));
+            if (do_rank) cnt += (int64_t)xv_hsum(xv_add(cv0, cv1));
+        }
+        if (cm > m) {
+            if (S != 0.0) {
+                const double dm = (double)m - (double)cm, f = exp(dm);
+                W = f * (W + dm * S);
+                S *= f;
+            }
+            m = cm;
+        }
+        /* all -inf so far (S = W = 0 stay exact) or +inf (rare path below) */
+        if (XENT_LIKELY(isfinite(m))) xs_sumexp_ent(src, len, m, &S, &W);
+    }
+    if (do_topk && hi[0] == XS_EMPTY) xs_fill_neginf(x, n, T, scaled, hv, hi, k);
+    if (do_topk) xs_heap_sort(hv, hi, k);
+    r.rank = do_rank ? 1 + cnt : -1;
+    if (XENT_LIKELY(isfinite(m))) {
+        const double logS = log(S), dm = (double)m;
+        r.lse = (XENT_T)(dm + logS);
+        r.ent = (XENT_T)(logS - W / S);
+        r.lp = (XENT_T)(((double)st - dm) - logS);
+        if (do_topk)
+            for (j = 0; j < k; ++j) hv[j] = (XENT_T)(((double)hv[j] - dm) - logS);
+    } else {
+        /* torch: logsumexp is NaN with a NaN, else the max (+inf, or -inf for all -inf) */
+        r.lse = row_has_nan(x, n) ? (XENT_T)NAN : m;
+        r.ent = (XENT_T)NAN;
+        r.lp = (XENT_T)NAN;
+        if (do_topk)
+            for (j = 0; j < k; ++j) hv[j] = (XENT_T)NAN;
+    }
+    return r;
+}
+
+/*
+ * token_scores over the rows of a contiguous (n_rows, n_cols) array, n_cols >= 1.
+ * a->target (n_rows int64, or NULL) with a->ignore_index; a->temperature > 0;
+ * outputs: a->lse, a->entropy (n_rows), a->logprob and a->rank (n_rows, both
+ * or neither, only with a target), a->top_logprobs / a->top_indices
+ * (n_rows x a->top_k, 0 <= top_k <= n_cols; NULL when top_k == 0).
+ * Returns the number of out-of-range targets (not ignore_index).
+ */
+int64_t XENT_FN(xent_token_scores_rows)(const XENT_T *x, int64_t n_rows, int64_t n_cols,
+                                        const XENT_ARGS(xent_scores_args) *a, int n_threads)
+{
+    const int nt = xent_threads_for(n_rows * n_cols, n_rows, n_threads);
+    const XENT_T T = (XENT_T)a->temperature;
+    const int scaled = T != (XENT_T)1;
+    const int64_t k = (a->top_logprobs && a->top_indices) ? a->top_k : 0;
+    const int64_t *tgt = a->target;
+    const int64_t ign = a->ignore_index;
+    int64_t bad = 0, i;
+    if (n_cols <= 0) return XENT_OK;
+    XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1) reduction(+:bad))
+    for (i = 0; i < n_rows; ++i) {
+        const XENT_T *xr = x + i * n_cols;
+        XENT_T *hv = k ? a->top_logprobs + i * k : NULL;
+        int64_t *hi = k ? a->top_indices + i * k : NULL;
+        int64_t t = -1;
+        XS_OUT r;
+        if (tgt) {
+            const int64_t ti = tgt[i];
+            if (ti != ign) {
+                if (ti >= 0 && ti < n_cols) t = ti;
+                else ++bad;
+            }
+        }
+        switch ((scaled ? 4 : 0) | (t >= 0 ? 2 : 0) | (k > 0 ? 1 : 0)) {
+        case 0: r = xs_row(xr, n_cols, T, t, hv, hi, k, 0, 0, 0); break;
+        case 1: r = xs_row(xr, n_cols, T, t, hv, hi, k, 0, 0, 1); break;
+        case 2: r = xs_row(xr, n_cols, T, t, hv, hi, k, 0, 1, 0); break;
+        case 3: r = xs_row(xr, n_cols, T, t, hv, hi, k, 0, 1, 1); break;
+        case 4: r = xs_row(xr, n_cols, T, t, hv, hi, k, 1, 0, 0); break;
+        case 5: r = xs_row(xr, n_cols, T, t, hv, hi, k, 1, 0, 1); break;
+        case 6: r = xs_row(xr, n_cols, T, t, hv, hi, k, 1, 1, 0); break;
+        default: r = xs_row(xr, n_cols, T, t, hv, hi, k, 1, 1, 1); break;
+        }
+        a->lse[i] = r.lse;
+        a->entropy[i] = r.ent;
+        if (tgt && a->logprob && a->rank) {
+            a->logprob[i] = t >= 0 ? r.lp : (XENT_T)NAN;
+            a->rank[i] = r.rank;
+        }
+    }
+    return bad;
+}
+
+#undef XS_OUT
+
+#endif /* XENT_SCORES_H */
