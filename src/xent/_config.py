@@ -18,6 +18,7 @@ _SIMD_ENV = "XENT_SIMD"
 def _apply_simd_env() -> None:
     """Honour XENT_SIMD=scalar|avx2|avx512 (a request above the CPU's level is clamped)."""
     want = os.environ.get(_SIMD_ENV, "").strip().lower()
+    _core.simd_active()  # initialise dispatch to the best path (else kernels run scalar)
     if not want:
         return
     if want not in _core.SIMD_NAMES:
