@@ -73,12 +73,15 @@ static void xs_sift(XENT_T *hv, int64_t *hi, int64_t k, int64_t pos)
     hi[pos] = id;
 }
 
-/* Offer s[0..nv) (indices base..) to the heap. */
+/*
+ * Offer s[0..nv) (indices base..) to the heap.  -inf elements are left to
+ * xs_fill_neginf (they can only fill empty slots, which it does in index order).
+ */
 static void xs_offer(const XENT_T *s, int64_t nv, int64_t base, XENT_T *hv, int64_t *hi, int64_t k)
 {
     int64_t l;
     for (l = 0; l < nv; ++l) {
-        if (xs_better(s[l], base + l, hv[0], hi[0])) {
+        if (s[l] != xent_neg_inf() && xs_better(s[l], base + l, hv[0], hi[0])) {
             hv[0] = s[l];
             hi[0] = base + l;
             xs_sift(hv, hi, k, 0);
