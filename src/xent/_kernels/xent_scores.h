@@ -43,48 +43,90 @@
 
 #define XS_EMPTY INT64_MAX /* index of an empty top-k slot */
 
-/* True if (av, ai) ranks above (bv, bi): larger value, NaN highest, then lower index. */
-XENT_INLINE int xs_better(XENT_T av, int64_t ai, XENT_T bv, int64_t bi)
+/*
+ * Top-k heap.  While a row is scanned the k value slots hold order-preserving
+ * integer keys instead of values (stored with memcpy): key(v) compares as v
+ * does, with -0 == +0 and every NaN above +inf, so a comparison is two integer
+ * compares and child selection is branch-free.  The root is the lowest ranked.
+ */
+#if XENT_F32
+typedef uint32_t xs_uk;
+#define XS_SIGN ((xs_uk)1 << 31)
+#else
+typedef uint64_t xs_uk;
+#define XS_SIGN ((xs_uk)1 << 63)
+#endif
+
+XENT_INLINE xs_uk xs_key(XENT_T v)
 {
-    if (av > bv) return 1;
-    if (av < bv) return 0;
-    {
-        const int an = av != av, bn = bv != bv;
-        if (an != bn) return an;
-        return ai < bi;
-    }
+    const XENT_T z = v + (XENT_T)0; /* -0 -> +0 */
+    xs_uk b;
+    memcpy(&b, &z, sizeof b);
+    b = (b & XS_SIGN) ? ~b : (b | XS_SIGN);
+    return (v != v) ? ~(xs_uk)0 : b;
 }
 
-/* Restore the min-heap (root = lowest ranked) below `pos` in a heap of k slots. */
-static void xs_sift(XENT_T *hv, int64_t *hi, int64_t k, int64_t pos)
+XENT_INLINE XENT_T xs_unkey(xs_uk k)
 {
-    const XENT_T v = hv[pos];
-    const int64_t id = hi[pos];
+    const xs_uk b = (k & XS_SIGN) ? (k & ~XS_SIGN) : ~k;
+    XENT_T v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+XENT_INLINE xs_uk xs_kget(const XENT_T *hv, int64_t j)
+{
+    xs_uk k;
+    memcpy(&k, hv + j, sizeof k);
+    return k;
+}
+
+XENT_INLINE void xs_kset(XENT_T *hv, int64_t j, xs_uk k) { memcpy(hv + j, &k, sizeof k); }
+
+/* True if (ka, ia) ranks above (kb, ib): larger key, then lower index. */
+XENT_INLINE int xs_better(xs_uk ka, int64_t ia, xs_uk kb, int64_t ib)
+{
+    return (ka > kb) | ((ka == kb) & (ia < ib));
+}
+
+/* Put (kv, id) at `pos` and restore the min-heap below it (heap of k slots). */
+static void xs_sift(XENT_T *hv, int64_t *hi, int64_t k, int64_t pos, xs_uk kv, int64_t id)
+{
     for (;;) {
         int64_t c = 2 * pos + 1;
+        xs_uk kc;
         if (c >= k) break;
-        if (c + 1 < k && xs_better(hv[c], hi[c], hv[c + 1], hi[c + 1])) c += 1; /* lower child */
-        if (!xs_better(v, id, hv[c], hi[c])) break;
-        hv[pos] = hv[c];
+        kc = xs_kget(hv, c);
+        if (c + 1 < k) {
+            const xs_uk kd = xs_kget(hv, c + 1);
+            const int d = xs_better(kc, hi[c], kd, hi[c + 1]); /* c + 1 is the lower child */
+            c += d;
+            kc = d ? kd : kc;
+        }
+        if (!xs_better(kv, id, kc, hi[c])) break;
+        xs_kset(hv, pos, kc);
         hi[pos] = hi[c];
         pos = c;
     }
-    hv[pos] = v;
+    xs_kset(hv, pos, kv);
     hi[pos] = id;
 }
 
 /*
- * Offer s[0..nv) (indices base..) to the heap.  -inf elements are left to
- * xs_fill_neginf (they can only fill empty slots, which it does in index order).
+ * Offer s[0..nv) (indices base.., all above those in the heap) to the heap:
+ * an element enters if it is above the root or NaN (equal loses on index).
+ * -inf elements never enter here; xs_fill_neginf gives them the empty slots.
  */
 static void xs_offer(const XENT_T *s, int64_t nv, int64_t base, XENT_T *hv, int64_t *hi, int64_t k)
 {
+    XENT_T th = xs_unkey(xs_kget(hv, 0));
     int64_t l;
     for (l = 0; l < nv; ++l) {
-        if (s[l] != xent_neg_inf() && xs_better(s[l], base + l, hv[0], hi[0])) {
-            hv[0] = s[l];
-            hi[0] = base + l;
-            xs_sift(hv, hi, k, 0);
+        const XENT_T v = s[l];
+        if (!(v > th) && v == v) continue;
+        if (!(v != v && th != th)) { /* (both NaN: the lower index, already in the heap, wins) */
+            xs_sift(hv, hi, k, 0, xs_key(v), base + l);
+            th = xs_unkey(xs_kget(hv, 0));
         }
     }
 }
@@ -93,14 +135,11 @@ static void xs_offer(const XENT_T *s, int64_t nv, int64_t base, XENT_T *hv, int6
 static void xs_fill_neginf(const XENT_T *x, int64_t n, XENT_T T, int scaled, XENT_T *hv, int64_t *hi,
                            int64_t k)
 {
+    const xs_uk kinf = xs_key(xent_neg_inf());
     int64_t j;
     for (j = 0; j < n && hi[0] == XS_EMPTY; ++j) {
         const XENT_T s = scaled ? x[j] / T : x[j];
-        if (s == xent_neg_inf()) {
-            hv[0] = s;
-            hi[0] = j;
-            xs_sift(hv, hi, k, 0);
-        }
+        if (s == xent_neg_inf()) xs_sift(hv, hi, k, 0, kinf, j);
     }
 }
 
@@ -109,13 +148,11 @@ static void xs_heap_sort(XENT_T *hv, int64_t *hi, int64_t k)
 {
     int64_t e;
     for (e = k - 1; e > 0; --e) {
-        const XENT_T v = hv[0];
-        const int64_t id = hi[0];
-        hv[0] = hv[e];
-        hi[0] = hi[e];
-        hv[e] = v;
-        hi[e] = id;
-        xs_sift(hv, hi, e, 0);
+        const xs_uk kl = xs_kget(hv, e);
+        const int64_t il = hi[e];
+        xs_kset(hv, e, xs_kget(hv, 0));
+        hi[e] = hi[0];
+        xs_sift(hv, hi, e, 0, kl, il);
     }
 }
 
@@ -173,8 +210,9 @@ XENT_INLINE XS_OUT xs_row(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T T, in
     xv thr = xv_set1(xent_neg_inf());
 
     if (do_topk) {
+        const xs_uk kinf = xs_key(xent_neg_inf());
         for (j = 0; j < k; ++j) {
-            hv[j] = xent_neg_inf();
+            xs_kset(hv, j, kinf);
             hi[j] = XS_EMPTY;
         }
     }
@@ -204,7 +242,7 @@ XENT_INLINE XS_OUT xs_row(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T T, in
                 }
                 if (do_topk && XENT_UNLIKELY(xm_any(xv_not_le(v0, thr)) || xm_any(xv_not_le(v1, thr)))) {
                     xs_offer(src + i, 2 * XV_N, c0 + i, hv, hi, k);
-                    thr = xv_set1(hv[0]);
+                    thr = xv_set1(xs_unkey(xs_kget(hv, 0)));
                 }
             }
             for (; i < len; i += XV_N) {
@@ -218,7 +256,7 @@ XENT_INLINE XS_OUT xs_row(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T T, in
                 if (do_rank) cv0 = xv_add(cv0, xv_select(xv_gt(v0, vst), one, zero));
                 if (do_topk && XENT_UNLIKELY(xm_any(xv_not_le(v0, thr)))) {
                     xs_offer(src + i, nv, c0 + i, hv, hi, k);
-                    thr = xv_set1(hv[0]);
+                    thr = xv_set1(xs_unkey(xs_kget(hv, 0)));
                 }
             }
             cm = xv_hmax(xv_max(mx0, mx1));
@@ -244,7 +282,7 @@ XENT_INLINE XS_OUT xs_row(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T T, in
         r.ent = (XENT_T)(logS - W / S);
         r.lp = (XENT_T)(((double)st - dm) - logS);
         if (do_topk)
-            for (j = 0; j < k; ++j) hv[j] = (XENT_T)(((double)hv[j] - dm) - logS);
+            for (j = 0; j < k; ++j) hv[j] = (XENT_T)(((double)xs_unkey(xs_kget(hv, j)) - dm) - logS);
     } else {
         /* torch: logsumexp is NaN with a NaN, else the max (+inf, or -inf for all -inf) */
         r.lse = row_has_nan(x, n) ? (XENT_T)NAN : m;
