@@ -189,6 +189,28 @@ def test_random_small_rows(simd_path, dtype, rng):
             assert_close(res.top_logprobs[ok], ref["top_logprobs"][ok], dtype)
 
 
+def test_confident_rows_relative_precision(simd_path, dtype, rng):
+    # The logprob of a near-certain token (about -5e-7) and the row entropy keep
+    # their relative precision (no absolute tolerance).  Reference: long double,
+    # with log S = log1p(sum of the non-maximal terms); a float64 log_softmax
+    # is itself only good to ~1e-8 relative here.
+    x = logits_for(rng, (16, 5000), dtype, scale=2.0)
+    x[:, 7] = 30.0
+    t = np.full(16, 7)
+    res = xent.token_scores(x, t, top_k=1)
+    d = x.astype(np.longdouble) - np.longdouble(30.0)
+    e = np.exp(d)
+    q = np.delete(e, 7, axis=-1).sum(-1)  # column 7 is the unique maximum (exp(0) = 1)
+    logp = -np.log1p(q)
+    ent = np.log1p(q) - (e * d).sum(-1) / (1 + q)
+    assert np.all(logp > -1e-5)
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(res.logprob, logp.astype(np.float64), rtol=rtol, atol=0)
+    np.testing.assert_allclose(res.top_logprobs[:, 0], logp.astype(np.float64), rtol=rtol, atol=0)
+    np.testing.assert_allclose(res.entropy, ent.astype(np.float64), rtol=rtol, atol=0)
+    np.testing.assert_array_equal(res.top_indices[:, 0], t)
+
+
 def test_ties_rank_and_order(dtype, rng):
     x = rng.integers(-3, 3, (6, 40)).astype(dtype)
     t = rng.integers(0, 40, 6)
@@ -262,9 +284,10 @@ def test_nan_in_long_row(dtype, rng):
     )
 
 
-def test_large_magnitude(dtype, rng):
+@pytest.mark.parametrize("scale", [3.0, 1e4])
+def test_262144_classes(dtype, rng, scale):
     c = 262_144
-    x = (rng.uniform(-1e4, 1e4, (1, c))).astype(dtype)
+    x = (rng.uniform(-scale, scale, (1, c))).astype(dtype)
     t = np.array([int(np.argmax(x[0]))])
     res = xent.token_scores(x, t, top_k=3)
     check(res, reference(x, t, top_k=3), dtype)

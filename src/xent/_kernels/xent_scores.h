@@ -12,11 +12,14 @@
  *     otherwise its lanes are offered to the heap one by one.  The scan is in
  *     index order, so an element equal to the k-th best always loses the tie
  *     (lower index wins) and the strict filter is exact.
- *   pass B (from L1): S = sum e_j and W = sum e_j (s_j - m), e_j = exp(s_j - m),
- *     with m the running maximum; when a later chunk raises m both are
- *     rescaled in double: S' = r S, W' = r (W + (m - m') S), r = exp(m - m').
+ *   pass B (from L1): S = E + Q, with E the (exact) number of elements equal
+ *     to the running maximum m and Q = sum of e_j = exp(s_j - m) over the
+ *     others, and W = sum e_j (s_j - m); when a later chunk raises m they are
+ *     rescaled in double: Q' = r S, E' = 0, W' = r (W + (m - m') S), r = exp(m - m').
  * Then lse = m + log S, entropy = log S - W / S (two non-negative terms, no
- * cancellation), logprob_t = (s_t - m) - log S, all in double, rounded once.
+ * cancellation), logprob_t = (s_t - m) - log S, all in double, rounded once;
+ * log S = log1p(Q) when E = 1, so a confident token's logprob (near 0) keeps
+ * its relative precision.
  * Lanes with s_j = -inf have e_j = 0 and (s_j - m) clamped to a finite value,
  * so they add exactly 0 to W (0 log 0 = 0).  float32 lane sums are per chunk
  * and the chunk sums are in double (the xent_rowops.h policy).
@@ -157,30 +160,41 @@ static void xs_heap_sort(XENT_T *hv, int64_t *hi, int64_t k)
 }
 
 /*
- * Pass B over one cache-resident chunk s[0..n): *S += sum exp(s - m),
- * *W += sum exp(s - m) * (s - m), with -inf lanes adding exactly 0 to W.
+ * Pass B over one cache-resident chunk s[0..n) with running maximum m:
+ * *Q += sum of exp(s - m) over elements below m, *E += the number of elements
+ * equal to m (exact; each contributes exp(0) = 1), and *W += sum exp(s - m) (s - m),
+ * with -inf lanes adding exactly 0 to W.  Keeping the ones out of Q keeps
+ * log S = log1p(Q) accurate to relative precision for confident rows (S near 1).
  */
-XENT_INLINE void xs_sumexp_ent(const XENT_T *XENT_RESTRICT s, int64_t n, XENT_T m, double *S, double *W)
+XENT_INLINE void xs_sumexp_ent(const XENT_T *XENT_RESTRICT s, int64_t n, XENT_T m, double *Q, double *E,
+                               double *W)
 {
-    const xv vm = xv_set1(m), lo = xv_set1((XENT_T)XENT_EXP_LO);
-    xv a0 = xv_zero(), a1 = xv_zero(), b0 = xv_zero(), b1 = xv_zero();
+    const xv vm = xv_set1(m), lo = xv_set1((XENT_T)XENT_EXP_LO), one = xv_set1((XENT_T)1), zero = xv_zero();
+    xv a0 = zero, a1 = zero, b0 = zero, b1 = zero, c0 = zero;
     int64_t i = 0;
     for (; i + 2 * XV_N <= n; i += 2 * XV_N) {
-        const xv d0 = xv_sub(xv_loadu(s + i), vm), d1 = xv_sub(xv_loadu(s + i + XV_N), vm);
+        const xv s0 = xv_loadu(s + i), s1 = xv_loadu(s + i + XV_N);
+        const xv d0 = xv_sub(s0, vm), d1 = xv_sub(s1, vm);
         const xv e0 = xv_exp(d0), e1 = xv_exp(d1);
-        a0 = xv_add(a0, e0);
-        a1 = xv_add(a1, e1);
+        const xm q0 = xv_eq(s0, vm), q1 = xv_eq(s1, vm);
+        a0 = xv_add(a0, xv_select(q0, zero, e0));
+        a1 = xv_add(a1, xv_select(q1, zero, e1));
+        c0 = xv_add(c0, xv_add(xv_select(q0, one, zero), xv_select(q1, one, zero)));
         /* exp(d) == exp(max(d, EXP_LO)) (xv_exp clamps), and d = -inf becomes finite */
         b0 = xv_fmadd(e0, xv_max(d0, lo), b0);
         b1 = xv_fmadd(e1, xv_max(d1, lo), b1);
     }
     for (; i < n; i += XV_N) {
-        const xv d0 = xv_sub(xv_load_part(s + i, n - i, xent_neg_inf()), vm);
+        const xv s0 = xv_load_part(s + i, n - i, xent_neg_inf());
+        const xv d0 = xv_sub(s0, vm);
         const xv e0 = xv_exp(d0);
-        a0 = xv_add(a0, e0);
+        const xm q0 = xv_eq(s0, vm);
+        a0 = xv_add(a0, xv_select(q0, zero, e0));
+        c0 = xv_add(c0, xv_select(q0, one, zero));
         b0 = xv_fmadd(e0, xv_max(d0, lo), b0);
     }
-    *S += xv_hsum(xv_add(a0, a1));
+    *Q += xv_hsum(xv_add(a0, a1));
+    *E += xv_hsum(c0);
     *W += xv_hsum(xv_add(b0, b1));
 }
 
@@ -205,7 +219,7 @@ XENT_INLINE XS_OUT xs_row(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T T, in
     const XENT_T st = t >= 0 ? (scaled ? x[t] / T : x[t]) : (XENT_T)0;
     const xv vst = xv_set1(st);
     XENT_T m = xent_neg_inf();
-    double S = 0.0, W = 0.0;
+    double Q = 0.0, E = 0.0, W = 0.0; /* S = E + Q (see xs_sumexp_ent) */
     int64_t cnt = 0, c0, j;
     xv thr = xv_set1(xent_neg_inf());
 
@@ -263,21 +277,22 @@ XENT_INLINE XS_OUT xs_row(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T T, in
             if (do_rank) cnt += (int64_t)xv_hsum(xv_add(cv0, cv1));
         }
         if (cm > m) {
-            if (S != 0.0) {
-                const double dm = (double)m - (double)cm, f = exp(dm);
+            if (E != 0.0) { /* the old maxima now fall below m */
+                const double dm = (double)m - (double)cm, f = exp(dm), S = E + Q;
                 W = f * (W + dm * S);
-                S *= f;
+                Q = f * S;
+                E = 0.0;
             }
             m = cm;
         }
         /* all -inf so far (S = W = 0 stay exact) or +inf (rare path below) */
-        if (XENT_LIKELY(isfinite(m))) xs_sumexp_ent(src, len, m, &S, &W);
+        if (XENT_LIKELY(isfinite(m))) xs_sumexp_ent(src, len, m, &Q, &E, &W);
     }
     if (do_topk && hi[0] == XS_EMPTY) xs_fill_neginf(x, n, T, scaled, hv, hi, k);
     if (do_topk) xs_heap_sort(hv, hi, k);
     r.rank = do_rank ? 1 + cnt : -1;
     if (XENT_LIKELY(isfinite(m))) {
-        const double logS = log(S), dm = (double)m;
+        const double S = E + Q, logS = (E == 1.0) ? log1p(Q) : log(S), dm = (double)m;
         r.lse = (XENT_T)(dm + logS);
         r.ent = (XENT_T)(logS - W / S);
         r.lp = (XENT_T)(((double)st - dm) - logS);
