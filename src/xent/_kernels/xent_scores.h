@@ -115,22 +115,37 @@ static void xs_sift(XENT_T *hv, int64_t *hi, int64_t k, int64_t pos, xs_uk kv, i
     hi[pos] = id;
 }
 
+XENT_INLINE int xs_ctz32(uint32_t b)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctz(b);
+#else
+    int n = 0;
+    while (!(b & 1u)) {
+        b >>= 1;
+        ++n;
+    }
+    return n;
+#endif
+}
+
 /*
- * Offer s[0..nv) (indices base.., all above those in the heap) to the heap:
- * an element enters if it is above the root or NaN (equal loses on index).
+ * Offer the elements s[l] for the set bits l of `bits` (index base + l, all
+ * above the indices in the heap) to the heap, in index order: an element
+ * enters if it is above the root or NaN (an equal one loses on its index).
  * -inf elements never enter here; xs_fill_neginf gives them the empty slots.
  */
-static void xs_offer(const XENT_T *s, int64_t nv, int64_t base, XENT_T *hv, int64_t *hi, int64_t k)
+static void xs_offer(const XENT_T *s, uint32_t bits, int64_t base, XENT_T *hv, int64_t *hi, int64_t k)
 {
     XENT_T th = xs_unkey(xs_kget(hv, 0));
-    int64_t l;
-    for (l = 0; l < nv; ++l) {
+    while (bits) {
+        const int l = xs_ctz32(bits);
         const XENT_T v = s[l];
+        bits &= bits - 1u;
         if (!(v > th) && v == v) continue;
-        if (!(v != v && th != th)) { /* (both NaN: the lower index, already in the heap, wins) */
-            xs_sift(hv, hi, k, 0, xs_key(v), base + l);
-            th = xs_unkey(xs_kget(hv, 0));
-        }
+        if (v != v && th != th) continue; /* both NaN: the lower index (in the heap) wins */
+        xs_sift(hv, hi, k, 0, xs_key(v), base + l);
+        th = xs_unkey(xs_kget(hv, 0));
     }
 }
 
@@ -254,9 +269,12 @@ XENT_INLINE XS_OUT xs_row(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T T, in
                     cv0 = xv_add(cv0, xv_select(xv_gt(v0, vst), one, zero));
                     cv1 = xv_add(cv1, xv_select(xv_gt(v1, vst), one, zero));
                 }
-                if (do_topk && XENT_UNLIKELY(xm_any(xv_not_le(v0, thr)) || xm_any(xv_not_le(v1, thr)))) {
-                    xs_offer(src + i, 2 * XV_N, c0 + i, hv, hi, k);
-                    thr = xv_set1(xs_unkey(xs_kget(hv, 0)));
+                if (do_topk) {
+                    const uint32_t b = xm_bits(xv_not_le(v0, thr)) | (xm_bits(xv_not_le(v1, thr)) << XV_N);
+                    if (XENT_UNLIKELY(b != 0)) {
+                        xs_offer(src + i, b, c0 + i, hv, hi, k);
+                        thr = xv_set1(xs_unkey(xs_kget(hv, 0)));
+                    }
                 }
             }
             for (; i < len; i += XV_N) {
@@ -268,9 +286,12 @@ XENT_INLINE XS_OUT xs_row(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T T, in
                 }
                 mx0 = xv_max(mx0, v0);
                 if (do_rank) cv0 = xv_add(cv0, xv_select(xv_gt(v0, vst), one, zero));
-                if (do_topk && XENT_UNLIKELY(xm_any(xv_not_le(v0, thr)))) {
-                    xs_offer(src + i, nv, c0 + i, hv, hi, k);
-                    thr = xv_set1(xs_unkey(xs_kget(hv, 0)));
+                if (do_topk) {
+                    const uint32_t b = xm_bits(xv_not_le(v0, thr)) & ((1u << nv) - 1u); /* nv <= 16 */
+                    if (XENT_UNLIKELY(b != 0)) {
+                        xs_offer(src + i, b, c0 + i, hv, hi, k);
+                        thr = xv_set1(xs_unkey(xs_kget(hv, 0)));
+                    }
                 }
             }
             cm = xv_hmax(xv_max(mx0, mx1));
