@@ -224,12 +224,13 @@ typedef struct {
  * One row x[0..n) (n >= 1).  `t` is a valid target index or -1; the flags are
  * compile-time constants at every call site (the compiler specialises the loop).
  * hv/hi: k slots of the caller's top-k output rows, used as the heap.
+ * sbuf: XENT_CHUNK elements of stack scratch for the scaled chunk (when T != 1).
  */
 XENT_INLINE XS_OUT xs_row(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T T, int64_t t, XENT_T *hv,
-                          int64_t *hi, int64_t k, const int scaled, const int do_rank, const int do_topk)
+                          int64_t *hi, int64_t k, XENT_T *XENT_RESTRICT sbuf, const int scaled,
+                          const int do_rank, const int do_topk)
 {
     XS_OUT r;
-    XENT_T sbuf[XENT_CHUNK]; /* scaled chunk (dead code when !scaled) */
     const xv vT = xv_set1(T), one = xv_set1((XENT_T)1), zero = xv_zero();
     const XENT_T st = t >= 0 ? (scaled ? x[t] / T : x[t]) : (XENT_T)0;
     const xv vst = xv_set1(st);
@@ -355,6 +356,7 @@ int64_t XENT_FN(xent_token_scores_rows)(const XENT_T *x, int64_t n_rows, int64_t
         XENT_T *hv = k ? a->top_logprobs + i * k : NULL;
         int64_t *hi = k ? a->top_indices + i * k : NULL;
         int64_t t = -1;
+        XENT_T sbuf[XENT_CHUNK]; /* 8 or 16 KiB of stack: the chunk of x / T */
         XS_OUT r;
         if (tgt) {
             const int64_t ti = tgt[i];
@@ -364,14 +366,14 @@ int64_t XENT_FN(xent_token_scores_rows)(const XENT_T *x, int64_t n_rows, int64_t
             }
         }
         switch ((scaled ? 4 : 0) | (t >= 0 ? 2 : 0) | (k > 0 ? 1 : 0)) {
-        case 0: r = xs_row(xr, n_cols, T, t, hv, hi, k, 0, 0, 0); break;
-        case 1: r = xs_row(xr, n_cols, T, t, hv, hi, k, 0, 0, 1); break;
-        case 2: r = xs_row(xr, n_cols, T, t, hv, hi, k, 0, 1, 0); break;
-        case 3: r = xs_row(xr, n_cols, T, t, hv, hi, k, 0, 1, 1); break;
-        case 4: r = xs_row(xr, n_cols, T, t, hv, hi, k, 1, 0, 0); break;
-        case 5: r = xs_row(xr, n_cols, T, t, hv, hi, k, 1, 0, 1); break;
-        case 6: r = xs_row(xr, n_cols, T, t, hv, hi, k, 1, 1, 0); break;
-        default: r = xs_row(xr, n_cols, T, t, hv, hi, k, 1, 1, 1); break;
+        case 0: r = xs_row(xr, n_cols, T, t, hv, hi, k, sbuf, 0, 0, 0); break;
+        case 1: r = xs_row(xr, n_cols, T, t, hv, hi, k, sbuf, 0, 0, 1); break;
+        case 2: r = xs_row(xr, n_cols, T, t, hv, hi, k, sbuf, 0, 1, 0); break;
+        case 3: r = xs_row(xr, n_cols, T, t, hv, hi, k, sbuf, 0, 1, 1); break;
+        case 4: r = xs_row(xr, n_cols, T, t, hv, hi, k, sbuf, 1, 0, 0); break;
+        case 5: r = xs_row(xr, n_cols, T, t, hv, hi, k, sbuf, 1, 0, 1); break;
+        case 6: r = xs_row(xr, n_cols, T, t, hv, hi, k, sbuf, 1, 1, 0); break;
+        default: r = xs_row(xr, n_cols, T, t, hv, hi, k, sbuf, 1, 1, 1); break;
         }
         a->lse[i] = r.lse;
         a->entropy[i] = r.ent;
