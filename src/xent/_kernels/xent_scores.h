@@ -349,6 +349,7 @@ int64_t XENT_FN(xent_token_scores_rows)(const XENT_T *x, int64_t n_rows, int64_t
     const int64_t *tgt = a->target;
     const int64_t ign = a->ignore_index;
     int64_t bad = 0, i;
+    (void)nt; /* unused in a serial build */
     if (n_cols <= 0) return XENT_OK;
     XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1) reduction(+:bad))
     for (i = 0; i < n_rows; ++i) {
