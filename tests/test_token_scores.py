@@ -436,6 +436,10 @@ def test_errors():
     for bad_t in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="temperature"):
             xent.token_scores(x, t, temperature=bad_t)
+    for bad_t in (1e-50, 1e39):  # 0 or inf in float32 (fine in float64)
+        with pytest.raises(ValueError, match="positive finite float32"):
+            xent.token_scores(x, t, temperature=bad_t)
+        xent.token_scores(x.astype(np.float64), t, temperature=bad_t)
     with pytest.raises(TypeError, match="temperature"):
         xent.token_scores(x, t, temperature="hot")
     with pytest.raises(ValueError, match="C == 0"):

@@ -110,7 +110,7 @@ def token_scores(
     ValueError
         If `logits` is 0-d or has ``C == 0`` classes, `target` has the wrong
         shape, ``top_k < 0`` or ``top_k > C``, or `temperature` is not a
-        positive finite number.
+        positive finite number in the computation dtype.
     IndexError
         If a target is outside ``[0, C)`` and not `ignore_index` (the message
         names the value, its flat position and ``C``).
@@ -188,6 +188,13 @@ def token_scores(
     temp = real_scalar(temperature, "temperature")
     if not (temp > 0 and math.isfinite(temp)):
         raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+    with np.errstate(all="ignore"):
+        temp_dt = arr.dtype.type(temp)
+    if not (temp_dt > 0 and np.isfinite(temp_dt)):
+        raise ValueError(
+            f"temperature {temperature!r} is not a positive finite {arr.dtype} "
+            f"(logits / temperature is computed in {arr.dtype})"
+        )
     ign = integer_scalar(ignore_index, "ignore_index")
     nt = _resolve(num_threads)
     t = None if target is None else class_targets(target, lead)
