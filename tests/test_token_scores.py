@@ -431,8 +431,9 @@ def test_errors():
         xent.token_scores(x, t, top_k=6)
     with pytest.raises(ValueError, match="got -1"):
         xent.token_scores(x, t, top_k=-1)
-    with pytest.raises(TypeError, match="top_k"):
-        xent.token_scores(x, t, top_k=2.5)
+    for bad_k in (2.5, True, "3", None):
+        with pytest.raises(TypeError, match="top_k"):
+            xent.token_scores(x, t, top_k=bad_k)
     for bad_t in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="temperature"):
             xent.token_scores(x, t, temperature=bad_t)
