@@ -37,6 +37,7 @@ from ._distill import (  # noqa: E402
 )
 from ._focal import focal_loss, focal_loss_and_grad, focal_loss_grad  # noqa: E402
 from ._metrics import expected_calibration_error  # noqa: E402
+from ._scores import TokenScores, token_scores  # noqa: E402
 from ._softmax import log_softmax, logsumexp, softmax  # noqa: E402
 from ._threads import get_num_threads, set_num_threads  # noqa: E402
 from ._version import __version__  # noqa: E402
@@ -75,4 +76,6 @@ __all__ = [
     "sigmoid_focal_loss_and_grad",
     "sigmoid_focal_loss_grad",
     "softmax",
+    "token_scores",
+    "TokenScores",
 ]

@@ -69,3 +69,4 @@ def simd_select(str name):
 include "_softmax.pxi"
 include "_variants.pxi"
 include "_ce.pxi"
+include "_scores.pxi"

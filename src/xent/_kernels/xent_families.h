@@ -5,3 +5,4 @@
 #include "xent_kl.h"
 #include "xent_metrics.h"
 #include "xent_ce.h"
+#include "xent_scores.h"

@@ -75,5 +75,14 @@ XENT_DEFINE_VARIANT_ARGS(double, f64)
     } xent_ce_args_##SFX;
 XENT_DEFINE_CE_ARGS(float, f32)
 XENT_DEFINE_CE_ARGS(double, f64)
+/* token_scores (xent_scores.h): outputs may be NULL as documented there. */
+#define XENT_SCORES_ARGS_DEF(T, sfx)                                                    \
+    typedef struct {                                                                    \
+        const int64_t *target; int64_t ignore_index; double temperature; int64_t top_k; \
+        T *lse; T *entropy; T *logprob; int64_t *rank; T *top_logprobs;                 \
+        int64_t *top_indices;                                                           \
+    } xent_scores_args_##sfx;
+XENT_SCORES_ARGS_DEF(float, f32)
+XENT_SCORES_ARGS_DEF(double, f64)
 
 #endif

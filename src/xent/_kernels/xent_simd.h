@@ -10,6 +10,7 @@
  *
  * Types:  xv  -- vector of XENT_T,  xm -- lane mask,  XV_N -- lanes.
  * Naming: xv_<op>; loads/stores are unaligned unless said otherwise.
+ * xm_bits(m): lane i of the mask as bit i.
  */
 #ifndef XENT_SIMD_H
 #define XENT_SIMD_H
@@ -79,6 +80,7 @@ XENT_INLINE xm xv_not_le(xv a, xv b) { return _mm512_cmp_ps_mask(a, b, _CMP_NLE_
 XENT_INLINE xv xv_select(xm m, xv a, xv b) { return _mm512_mask_blend_ps(m, b, a); }
 XENT_INLINE int xm_any(xm m) { return m != 0; }
 XENT_INLINE int xm_count(xm m) { return __builtin_popcount((unsigned)m); }
+XENT_INLINE uint32_t xm_bits(xm m) { return (uint32_t)m; }
 XENT_INLINE float xv_hmax(xv v) { return _mm512_reduce_max_ps(v); }
 XENT_INLINE double xv_hsum(xv v)
 {
@@ -141,6 +143,7 @@ XENT_INLINE xm xv_not_le(xv a, xv b) { return _mm512_cmp_pd_mask(a, b, _CMP_NLE_
 XENT_INLINE xv xv_select(xm m, xv a, xv b) { return _mm512_mask_blend_pd(m, b, a); }
 XENT_INLINE int xm_any(xm m) { return m != 0; }
 XENT_INLINE int xm_count(xm m) { return __builtin_popcount((unsigned)m); }
+XENT_INLINE uint32_t xm_bits(xm m) { return (uint32_t)m; }
 XENT_INLINE double xv_hmax(xv v) { return _mm512_reduce_max_pd(v); }
 XENT_INLINE double xv_hsum(xv v) { return _mm512_reduce_add_pd(v); }
 XENT_INLINE xv xv_pow2n(xv n)
@@ -200,6 +203,7 @@ XENT_INLINE xm xv_not_le(xv a, xv b) { return _mm256_cmp_ps(a, b, _CMP_NLE_UQ); 
 XENT_INLINE xv xv_select(xm m, xv a, xv b) { return _mm256_blendv_ps(b, a, m); }
 XENT_INLINE int xm_any(xm m) { return _mm256_movemask_ps(m) != 0; }
 XENT_INLINE int xm_count(xm m) { return __builtin_popcount((unsigned)_mm256_movemask_ps(m)); }
+XENT_INLINE uint32_t xm_bits(xm m) { return (uint32_t)_mm256_movemask_ps(m); }
 XENT_INLINE float xv_hmax(xv v)
 {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -277,6 +281,7 @@ XENT_INLINE xm xv_not_le(xv a, xv b) { return _mm256_cmp_pd(a, b, _CMP_NLE_UQ); 
 XENT_INLINE xv xv_select(xm m, xv a, xv b) { return _mm256_blendv_pd(b, a, m); }
 XENT_INLINE int xm_any(xm m) { return _mm256_movemask_pd(m) != 0; }
 XENT_INLINE int xm_count(xm m) { return __builtin_popcount((unsigned)_mm256_movemask_pd(m)); }
+XENT_INLINE uint32_t xm_bits(xm m) { return (uint32_t)_mm256_movemask_pd(m); }
 XENT_INLINE double xv_hmax(xv v)
 {
     __m128d m = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
@@ -347,6 +352,7 @@ XENT_INLINE xm xv_not_le(xv a, xv b) { return !(a <= b); }
 XENT_INLINE xv xv_select(xm m, xv a, xv b) { return m ? a : b; }
 XENT_INLINE int xm_any(xm m) { return m != 0; }
 XENT_INLINE int xm_count(xm m) { return m != 0; }
+XENT_INLINE uint32_t xm_bits(xm m) { return m != 0; }
 XENT_INLINE XENT_T xv_hmax(xv v) { return v; }
 XENT_INLINE double xv_hsum(xv v) { return (double)v; }
 XENT_INLINE xv xv_pow2n(xv n)
