@@ -215,3 +215,15 @@ def test_concurrent_calls(dtype, rng):
                             enumerate(xs)))
     for g, e in zip(got, expected):
         assert np.array_equal(g, e)
+
+
+@pytest.mark.parametrize("lead", [2048, 2049, 5000])
+def test_gh_leading_minus_inf_chunk(simd, dtype, rng, lead):
+    """A row whose first chunk(s) are all -inf (masked vocabulary) is not NaN."""
+    torch = pytest.importorskip("torch")
+    x = np.full((3, lead + 1000), -np.inf, dtype=dtype)
+    x[:, lead:] = rng.standard_normal((3, 1000))
+    x[1, 7] = np.nan  # a NaN inside the -inf prefix still poisons its row
+    x[2, :] = -np.inf
+    expected = torch.logsumexp(torch.from_numpy(x.astype(np.float64)), -1).numpy()
+    assert_close(xent.logsumexp(x), expected, dtype)
