@@ -93,7 +93,7 @@ def _prepare(logits, target, *, weight, ignore_index, reduction, label_smoothing
             )
         q = np.ascontiguousarray(t_arr, dtype=x.dtype).reshape(-1, c)
     else:
-        t = class_targets(t_arr, lead).reshape(-1)
+        t = class_targets(t_arr, lead, n_classes=c).reshape(-1)
     w = class_vector(weight, c, x.dtype, "weight")
     sw = None
     if sample_weight is not None:
