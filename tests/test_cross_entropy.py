@@ -163,6 +163,18 @@ def test_probability_targets_match_torch(dtype, reduction, label_smoothing, use_
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_unnormalised_probability_targets(dtype, reduction):
+    """torch accepts any real soft targets (not summing to 1, negative): so does xent."""
+    rng = np.random.default_rng(55)
+    x = rng.standard_normal((4, 9)).astype(dtype)
+    q = rng.standard_normal((4, 9)).astype(dtype) * 2
+    for kw in (dict(), dict(weight=(rng.random(9) + 0.1).astype(dtype), label_smoothing=0.3)):
+        _check_all_forms(x, q, dtype, torch_ce, _go(reduction, (4,), rng),
+                         reduction=reduction, **kw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_probability_targets_mean_over_batch_size(dtype):
     """Soft-target "mean" divides by the number of rows, not by the summed weights."""
     rng = np.random.default_rng(6)
@@ -208,6 +220,24 @@ def test_extended_options_match_manual(dtype, reduction, soft, z_loss, softcap, 
     kw = dict(weight=weight, reduction=reduction, label_smoothing=0.1, z_loss=z_loss,
               softcap=softcap, sample_weight=sw)
     _check_all_forms(x, t, dtype, manual_ce, _go(reduction, lead, rng), **kw)
+
+
+@pytest.mark.usefixtures("simd")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", [2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 2047, 2049, 4200])
+@pytest.mark.parametrize("soft", [False, True])
+def test_class_counts_all_options(dtype, c, soft):
+    """Every vector tail and chunk boundary, all options on, against the references."""
+    rng = np.random.default_rng(56)
+    lead = (5,)
+    x = (rng.standard_normal(lead + (c,)) * 3).astype(dtype)
+    t = make_probs(rng, x.shape, dtype) if soft else make_targets(rng, lead, c)
+    kw = dict(weight=(rng.random(c) + 0.1).astype(dtype), label_smoothing=0.15)
+    go = rng.standard_normal(lead)
+    _check_all_forms(x, t, dtype, torch_ce, go, reduction="none", **kw)
+    kw.update(z_loss=0.02, softcap=4.0, sample_weight=rng.random(lead).astype(dtype))
+    _check_all_forms(x, t, dtype, manual_ce, go, reduction="none", **kw)
+    _check_all_forms(x, t, dtype, manual_ce, 0.5, reduction="mean", **kw)
 
 
 def test_extended_defaults_are_exactly_plain():
@@ -340,6 +370,20 @@ def test_layouts_and_inputs_unmodified(dtype, layout):
     np.testing.assert_array_equal(t_nc, t_before)
 
 
+def test_array_likes():
+    """Nested lists and scalars are array-likes like any other."""
+    x = [[2.0, 1.0, 0.1], [0.5, 2.5, 0.0]]
+    t = [0, 1]
+    xa = np.array(x)
+    ref = xent.cross_entropy_and_grad(xa, np.array(t), weight=np.array([1.0, 2.0, 3.0]))
+    got = xent.cross_entropy_and_grad(x, t, weight=[1, 2, 3])
+    _bitwise(got[0], ref[0])
+    _bitwise(got[1], ref[1])
+    el, eg = torch_ce(xa, np.array(t), weight=np.array([1.0, 2.0, 3.0]))
+    assert_close(got[0], el, np.float64)
+    assert_close(got[1], eg, np.float64)
+
+
 def test_float16_computes_in_float32():
     rng = np.random.default_rng(15)
     x16 = rng.standard_normal((5, 10)).astype(np.float16)
@@ -441,6 +485,37 @@ def test_fused_equals_separate_and_inplace_bitwise(dtype, c, opt_name, reduction
     _bitwise(x, x0)
 
 
+def _misaligned(shape, dtype, byte_offset):
+    """A C-contiguous writable array whose data starts `byte_offset` bytes into a buffer."""
+    n = int(np.prod(shape))
+    buf = bytearray(n * np.dtype(dtype).itemsize + byte_offset)
+    return np.frombuffer(buf, dtype=dtype, count=n, offset=byte_offset).reshape(shape)
+
+
+@pytest.mark.usefixtures("simd")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("byte_offset", [1, 4, 8, 24])
+def test_misaligned_logits_and_out(dtype, byte_offset):
+    """Unaligned (even not element-aligned) logits and out= give the aligned results."""
+    rng = np.random.default_rng(58)
+    n, c = 5, 301
+    x = rng.standard_normal((n, c)).astype(dtype)
+    t = make_targets(rng, (n,), c)
+    kw = dict(reduction="none", label_smoothing=0.1, weight=rng.random(c).astype(dtype))
+    ref = xent.cross_entropy_and_grad(x, t, **kw)
+    xu = _misaligned((n, c), dtype, byte_offset)
+    xu[...] = x
+    got = xent.cross_entropy_and_grad(xu, t, **kw)
+    _bitwise(got[0], ref[0])
+    _bitwise(got[1], ref[1])
+    ou = _misaligned((n, c), dtype, byte_offset)
+    assert xent.cross_entropy_grad(x, t, **kw, out=ou) is ou
+    _bitwise(ou, ref[1])
+    got = xent.cross_entropy_and_grad(xu, t, **kw, out=xu)
+    assert got[1] is xu
+    _bitwise(xu, ref[1])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_out_partial_overlap(dtype):
     """out overlapping the logits without being them: same result as out-of-place."""
@@ -472,6 +547,31 @@ def test_threads_bitwise(dtype, opt_name):
     buf = x.copy()
     xent.cross_entropy_and_grad(buf, t, num_threads=2, out=buf, **kw)
     _bitwise(buf, a[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_many_rows_target_scan(dtype):
+    """N large enough for the blocked (parallel) target scan: mean denominator, threads."""
+    rng = np.random.default_rng(57)
+    n, c = 20011, 3
+    x = rng.standard_normal((n, c)).astype(dtype)
+    t = make_targets(rng, (n,), c, ignore_index=1, frac_ignored=0.3)
+    w = (rng.random(c) + 0.1).astype(dtype)
+    kw = dict(weight=w, ignore_index=1, label_smoothing=0.1)
+    el, eg = torch_ce(x, t, **kw)
+    a = xent.cross_entropy_and_grad(x, t, num_threads=1, **kw)
+    assert_close(a[0], el, dtype)
+    assert_close(a[1], eg, dtype)
+    b = xent.cross_entropy_and_grad(x, t, num_threads=2, **kw)
+    _bitwise(a[0], b[0])
+    _bitwise(a[1], b[1])
+    t_bad = t.copy()
+    t_bad[n - 2] = c
+    out = np.full_like(x, 3.0)
+    with pytest.raises(IndexError) as ei:
+        xent.cross_entropy_and_grad(x, t_bad, out=out, num_threads=2, **kw)
+    _check_index_error(ei, c, n - 2, c)
+    assert np.all(out == 3.0)
 
 
 def test_concurrent_python_threads():
@@ -584,6 +684,16 @@ def test_minus_inf_entries_are_masked(dtype, label_smoothing):
         assert_close(loss, el, dtype)
         assert_close(grad, eg, dtype)
         assert_close(xent.cross_entropy(x, t, **kw), el, dtype)
+    # probability targets: 0 * -inf on a masked class is NaN in torch, and in xent
+    q = make_probs(rng, x.shape, dtype)
+    q[0, ::3] = 0
+    q[1] = 0
+    q[1, 1] = 1  # one-hot on a finite class: finite loss
+    kw = dict(reduction="none", label_smoothing=label_smoothing)
+    el, eg = torch_ce(x, q, **kw)
+    loss, grad = xent.cross_entropy_and_grad(x, q, **kw)
+    assert_close(loss, el, dtype)
+    assert_close(grad, eg, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -666,6 +776,10 @@ def test_ignored_rows_zero_grad_whatever_logits(dtype, opt_name):
     dirty[4, ::2] = -np.inf
     dirty[4, 1::2] = np.inf
     clean_loss, clean_grad = xent.cross_entropy_and_grad(x, t, reduction="none", **kw)
+    go = np.ones(6)
+    go[[1, 3, 4]] = np.nan  # grad_output of ignored rows is not used either
+    g_none = xent.cross_entropy_grad(dirty, t, go, reduction="none", **kw)
+    _bitwise(g_none, clean_grad.astype(dtype))
     for red in REDUCTIONS:
         loss, grad = xent.cross_entropy_and_grad(dirty, t, reduction=red, **kw)
         g2 = xent.cross_entropy_grad(dirty, t, reduction=red, **kw)
