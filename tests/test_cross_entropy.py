@@ -224,7 +224,7 @@ def test_extended_options_match_manual(dtype, reduction, soft, z_loss, softcap, 
 
 @pytest.mark.usefixtures("simd")
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("c", [2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 2047, 2049, 4200])
+@pytest.mark.parametrize("c", [2, 7, 9, 15, 16, 17, 33, 2049, 4200])
 @pytest.mark.parametrize("soft", [False, True])
 def test_class_counts_all_options(dtype, c, soft):
     """Every vector tail and chunk boundary, all options on, against the references."""
@@ -622,6 +622,11 @@ def test_one_class(dtype, label_smoothing, reduction):
     assert_close(loss, el if reduction != "none" else torch_ce(x, t, **kw)[0], dtype, scale=1.0)
     assert_close(grad, eg, dtype, scale=scale / float(np.max(np.abs(go))))
     assert grad[2, 0] == 0
+    # one class with z-loss, softcap and sample weights: lse = softcap(x), grad nonzero
+    kw.update(z_loss=0.3, softcap=2.0, sample_weight=rng.random(4).astype(dtype) + 0.5)
+    el, eg = manual_ce(x, t, grad_output=go, **kw)
+    assert_close(xent.cross_entropy(x, t, **kw), el, dtype)
+    assert_close(xent.cross_entropy_grad(x, t, go, **kw), eg, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -716,6 +721,12 @@ def test_plus_inf_and_nan_like_torch(dtype, special):
     assert_close(xent.cross_entropy_grad(x, t, **kw), eg, dtype)
     assert np.isnan(xent.cross_entropy(x, t))
     assert np.isnan(xent.cross_entropy(x, t, reduction="sum"))
+    q = make_probs(rng, x.shape, dtype)
+    el, eg = torch_ce(x, q, **kw)
+    loss, grad = xent.cross_entropy_and_grad(x, q, **kw)
+    assert np.isnan(loss[1]) and np.isnan(loss[2]) and np.isfinite(loss[[0, 3]]).all()
+    assert_close(loss, el, dtype)
+    assert_close(grad, eg, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -26,7 +26,6 @@ def _log_probs(rng, shape, dtype):
     return x.astype(dtype)
 
 
-@pytest.mark.usefixtures("simd")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("use_weight", [False, True])

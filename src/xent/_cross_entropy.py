@@ -240,9 +240,9 @@ def cross_entropy(
     >>> logits = np.array([[2.0, 1.0, 0.1], [0.5, 2.5, 0.0]])
     >>> target = np.array([0, 1])
     >>> float(xent.cross_entropy(logits, target))
-    0.3119...
+    0.3068...
     >>> xent.cross_entropy(logits, target, reduction="none")
-    array([0.41702997, 0.20669883])
+    array([0.41703002, 0.1967341 ])
     >>> float(xent.cross_entropy(logits, np.array([0, -100])))  # ignored row
     0.4170...
     """
@@ -361,7 +361,7 @@ def cross_entropy_and_grad(
     >>> logits = np.array([[2.0, 1.0, 0.1], [0.5, 2.5, 0.0]])
     >>> loss, grad = xent.cross_entropy_and_grad(logits, np.array([0, 1]))
     >>> round(float(loss), 6)
-    0.311864
+    0.306882
     >>> grad.shape
     (2, 3)
     >>> buf = logits.copy()
