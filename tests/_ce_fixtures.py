@@ -139,7 +139,7 @@ def manual_ce(logits, target, *, weight=None, ignore_index=-100, reduction="mean
     mask = torch.as_tensor(mask_np)
     xc = torch.where(mask[:, None], x, torch.zeros_like(x))
     if softcap is not None:
-        xc = softcap * torch.tanh(xc / softcap)
+        xc = _softcap(torch, xc, softcap)
     lse = torch.logsumexp(xc, dim=1)
     logp = xc - lse[:, None]
     w = (torch.as_tensor(np.asarray(weight, dtype=np.float64)) if weight is not None
@@ -168,6 +168,27 @@ def manual_ce(logits, target, *, weight=None, ignore_index=-100, reduction="mean
         total = total / torch.where(mask, sw * wt, torch.zeros_like(wt)).sum()
     (total * float(grad_output)).backward()
     return total.detach().numpy(), x.grad.numpy().reshape(x64.shape)
+
+
+def _softcap(torch, x, cap):
+    """cap * tanh(x / cap) whose backward uses sech^2(x / cap) = 1 / cosh^2(x / cap).
+
+    (Autograd through tanh uses 1 - tanh^2, which cancels catastrophically when
+    the cap saturates; the reference must stay exact there.)
+    """
+
+    class SoftCap(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, z):
+            ctx.save_for_backward(z)
+            return cap * torch.tanh(z / cap)
+
+        @staticmethod
+        def backward(ctx, g):
+            (z,) = ctx.saved_tensors
+            return g / torch.cosh(z / cap) ** 2
+
+    return SoftCap.apply(x)
 
 
 def finite_diff(f, x, h=1e-6):
