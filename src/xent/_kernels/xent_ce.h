@@ -144,6 +144,48 @@ static void ce_soft_stats(const XENT_T *L, const XENT_T *XENT_RESTRICT q, const 
 }
 
 /*
+ * Confident rows (s = sum exp(x - m) close to 1): s - 1 is recomputed without the
+ * exact 1's of the maxima, so log1p(s - 1) and p_t - 1 keep their relative accuracy
+ * (summed in float lanes, s itself only holds s - 1 to ~1e-7 absolute).
+ * `src` holds the logits (from_exp = 1; exp(cap(x) - m) is taken here) or the
+ * exponentials already stored by row_sumexp_ex (from_exp = 0): both give the same
+ * values, hence bitwise the same result in place and out of place.
+ * Returns (number of exponentials equal to 1) - 1 + sum of the others.
+ */
+#define CE_CONFIDENT 0.0625
+static double ce_sumexp_rest(const XENT_T *src, int from_exp, int64_t n, XENT_T m, XENT_T cap)
+{
+    const xv vm = xv_set1(m), one = xv_set1((XENT_T)1), zero = xv_zero();
+    double r = 0.0, k = 0.0;
+    int64_t c0;
+    for (c0 = 0; c0 < n; c0 += XENT_CHUNK) {
+        const int64_t c1 = (c0 + XENT_CHUNK < n) ? c0 + XENT_CHUNK : n;
+        xv acc = xv_zero(), ties = xv_zero();
+        int64_t i;
+        for (i = c0; i < c1; i += XV_N) {
+            const int64_t cnt = c1 - i;
+            xv e = cnt >= XV_N ? xv_loadu(src + i) : xv_load_part(src + i, cnt, 0);
+            xm below;
+            xv tie;
+            if (from_exp) e = xv_exp(xv_sub(xv_cap(e, cap), vm));
+            below = xv_gt(one, e);
+            tie = xv_select(below, zero, one);
+            e = xv_select(below, e, zero);
+            if (cnt < XV_N) {
+                const xm valid = xv_gt(xv_set1((XENT_T)cnt), xv_lane_index());
+                e = xv_select(valid, e, zero);
+                tie = xv_select(valid, tie, zero);
+            }
+            acc = xv_add(acc, e);
+            ties = xv_add(ties, tie);
+        }
+        r += xv_hsum(acc);
+        k += xv_hsum(ties);
+    }
+    return (k - 1.0) + r;
+}
+
+/*
  * One row.  Returns the row's loss (sample weight included).  `cg` is the
  * gradient factor of the row (grad_output / denominator * sample weight);
  * `g` is NULL for forward only; `t` < 0 with `q` != NULL means probability targets.
@@ -158,7 +200,7 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
     const double wt = (q == NULL && w) ? (double)w[t] : 1.0;
     const XENT_T *L = x; /* logits as the softmax sees them (capped if cap > 0) */
     XENT_T m, cap_live = cap;
-    double s, sx = 0.0, lse, logs, loss;
+    double s, sx = 0.0, lse, logs, loss, rest;
 
     if (cap > 0 && g) { /* keep the capped logits in the gradient row */
         ce_store_capped(x, C, cap, g);
@@ -170,7 +212,12 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
     if (q) {
         double Q, SQ;
         s = row_sumexp_ex(L, C, m, NULL, NULL, NULL, cap_live);
-        logs = log(s);
+        rest = s - 1.0;
+        if (rest < CE_CONFIDENT) {
+            rest = ce_sumexp_rest(L, 1, C, m, cap_live);
+            s = 1.0 + rest;
+        }
+        logs = log1p(rest);
         lse = (double)m + logs;
         ce_soft_stats(L, q, w, C, m, cap_live, eps, &Q, &SQ);
         loss = Q * logs - SQ + z * lse * lse;
@@ -186,22 +233,32 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
         const XENT_T xt = cap_live > 0 ? ce_cap1(x[t], cap) : L[t];
         const int keep_exp = g == x && cap == 0; /* in place: store exp(x - m) in the row */
         s = row_sumexp_ex(L, C, m, keep_exp ? g : NULL, w, smooth ? &sx : NULL, cap_live);
-        logs = log(s);
+        rest = s - 1.0;
+        if (rest < CE_CONFIDENT) {
+            rest = keep_exp ? ce_sumexp_rest(g, 0, C, m, 0) : ce_sumexp_rest(L, 1, C, m, cap_live);
+            s = 1.0 + rest;
+        }
+        logs = log1p(rest);
         lse = (double)m + logs;
-        loss = (1.0 - eps) * wt * (lse - (double)xt) + z * wt * lse * lse;
+        loss = (1.0 - eps) * wt * (((double)m - (double)xt) + logs) + z * wt * lse * lse;
         if (smooth) loss += eps / (double)C * (W * logs - sx);
         if (g) {
             const double A = (1.0 - eps) * wt + eps * W / (double)C + 2.0 * z * wt * lse;
-            const double hit = cg * (1.0 - eps) * wt;
             const XENT_T a_ = (XENT_T)(cg * A / s), b_ = (XENT_T)(-cg * eps / (double)C);
+            /* the target's entry in double: p_t - 1 = (e_t - s) / s, with e_t - s =
+             * -(s - 1) exactly when the target is a maximum */
+            const double et = xt == m ? 1.0 : exp((double)xt - (double)m);
+            const double dt = xt == m ? -rest : et - s;
+            const double gt = cg * ((1.0 - eps) * wt * dt / s + (A - (1.0 - eps) * wt) * et / s -
+                                    eps / (double)C * wt);
             if (cap > 0) {
                 const XENT_T u = xt / cap;
                 ce_write_grad_general(L, C, m, a_, b_, 0, w, NULL, cap, g);
-                g[t] = (XENT_T)((double)g[t] - hit * (1.0 - (double)u * (double)u));
+                g[t] = (XENT_T)(gt * (1.0 - (double)u * (double)u));
             } else {
                 if (keep_exp) row_axpb(g, C, 0, m, a_, b_, w, g, 0);
                 else row_axpb(x, C, 1, m, a_, b_, w, g, stream);
-                g[t] = (XENT_T)((double)g[t] - hit);
+                g[t] = (XENT_T)gt;
             }
         }
     }
