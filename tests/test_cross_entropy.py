@@ -702,6 +702,22 @@ def test_minus_inf_entries_are_masked(dtype, label_smoothing):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_all_minus_inf_row_like_torch(dtype, label_smoothing):
+    """A row of only -inf gives NaN loss and NaN gradient, as in torch."""
+    x = np.zeros((3, 4), dtype)
+    x[1] = -np.inf
+    x[2, :2] = -np.inf  # target on a -inf logit: +inf loss
+    t = np.array([0, 1, 1])
+    kw = dict(reduction="none", label_smoothing=label_smoothing)
+    el, eg = torch_ce(x, t, **kw)
+    loss, grad = xent.cross_entropy_and_grad(x, t, **kw)
+    assert np.isnan(loss[1]) and np.isnan(grad[1]).all()
+    assert_close(loss, el, dtype)
+    assert_close(grad, eg, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("special", [np.inf, np.nan])
 @pytest.mark.usefixtures("simd")
 def test_plus_inf_and_nan_like_torch(dtype, special):
@@ -964,18 +980,26 @@ def test_confident_rows_float32_with_options(opts):
         assert_close(grad[i], eg[i], np.float32)
 
 
+@pytest.mark.usefixtures("simd")
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.xfail(strict=True, reason=(
-    "saturated softcap: the cap's derivative is evaluated as 1 - (L/cap)**2 from the "
-    "capped logits L, which cancels when |x/cap| is large (needs sech^2(x/cap) from "
-    "the raw logits)"))
-def test_saturated_softcap_gradient_accuracy(dtype):
-    x = np.array([[9.0, 8.0, -7.5, 6.5]], dtype=dtype)
-    t = np.array([3])
+@pytest.mark.parametrize("soft", [False, True])
+def test_saturated_softcap_gradient_accuracy(dtype, soft):
+    """Where the cap saturates, its derivative sech^2 is tiny but keeps its accuracy.
+
+    (1 - tanh^2 of the capped value would cancel to ~1e-7 absolute in float32.)
+    """
+    x = np.array([[9.0, 8.0, -7.5, 6.5, 20.0, -30.0] + [7.0] * 11,
+                  [3.0, 12.0, -7.5, 6.5, 1.0, -2.0] + [-9.0] * 11], dtype=dtype)
+    t = make_probs(np.random.default_rng(60), x.shape, dtype) if soft else np.array([3, 0])
     el, eg = manual_ce(x, t, softcap=1.0, reduction="none")  # exact sech^2 backward
     loss, grad = xent.cross_entropy_and_grad(x, t, softcap=1.0, reduction="none")
-    assert_close(loss, el, dtype)
-    assert_close(grad, eg, dtype)
+    for i in range(2):
+        assert_close(loss[i], el[i], dtype)
+        assert_close(grad[i], eg[i], dtype)
+    buf = x.copy()
+    xent.cross_entropy_and_grad(buf, t, softcap=1.0, reduction="none", out=buf)
+    _bitwise(buf, grad)
+    _bitwise(xent.cross_entropy_grad(x, t, softcap=1.0, reduction="none"), grad)
 
 
 @pytest.mark.xfail(strict=True, reason=(
