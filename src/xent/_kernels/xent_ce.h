@@ -71,43 +71,33 @@ XENT_INLINE XENT_T ce_cap1(XENT_T x, XENT_T cap)
     return out;
 }
 
-/* d/dx [cap * tanh(x / cap)] = sech^2(x / cap) = 4 e / (1 + e)^2 with e = exp(-2 |x / cap|)
- * (no cancellation where the cap saturates, unlike 1 - tanh^2). */
-XENT_INLINE xv ce_cap_deriv(xv x, xv inv_cap)
-{
-    const xv au = xv_abs(xv_mul(x, inv_cap));
-    const xv e = xv_exp(xv_sub(xv_zero(), xv_add(au, au)));
-    const xv d = xv_add(xv_set1((XENT_T)1), e);
-    return xv_div(xv_mul(xv_set1((XENT_T)4), e), xv_mul(d, d));
-}
-
 /*
  * General gradient writer (softcap and/or probability targets):
- *   out_j = (a * exp(cap_L(L_j) - m) + (b + bq * q_j) * v_j) * D_j
- * with v = weight (1 if NULL), q = targets (absent if NULL), cap_L = the cap
- * applied on the fly when capL > 0 (L raw) or identity (L already capped), and
- * D_j = sech^2(xraw_j / cap) when cap > 0, else 1.  L and xraw may alias out.
+ *   out_j = (a * exp(L_j - m) + (b + bq * q_j) * v_j) * D_j
+ * with v = weight (1 if NULL), q = targets (absent if NULL) and
+ * D_j = 1 - (L_j / cap)^2 when cap > 0 (L then holds capped logits), else 1.
+ * L may alias out.
  */
-static void ce_write_grad_general(const XENT_T *L, XENT_T capL, const XENT_T *xraw, int64_t n,
-                                  XENT_T m, XENT_T a, XENT_T b, XENT_T bq,
-                                  const XENT_T *XENT_RESTRICT v, const XENT_T *XENT_RESTRICT q,
-                                  XENT_T cap, XENT_T *out)
+static void ce_write_grad_general(const XENT_T *L, int64_t n, XENT_T m, XENT_T a, XENT_T b,
+                                  XENT_T bq, const XENT_T *XENT_RESTRICT v,
+                                  const XENT_T *XENT_RESTRICT q, XENT_T cap, XENT_T *out)
 {
     const xv vm = xv_set1(m), va = xv_set1(a), vb = xv_set1(b), vbq = xv_set1(bq);
-    const xv inv = xv_set1(cap > 0 ? (XENT_T)1 / cap : (XENT_T)0);
+    const xv inv = xv_set1(cap > 0 ? (XENT_T)1 / cap : (XENT_T)0), one = xv_set1((XENT_T)1);
     int64_t i;
     for (i = 0; i < n; i += XV_N) {
         const int64_t k = n - i;
         const int full = k >= XV_N;
-        xv l = xv_cap(full ? xv_loadu(L + i) : xv_load_part(L + i, k, 0), capL);
+        xv l = full ? xv_loadu(L + i) : xv_load_part(L + i, k, 0);
         xv coef = vb;
         xv r;
         if (q) coef = xv_fmadd(vbq, full ? xv_loadu(q + i) : xv_load_part(q + i, k, 0), coef);
         if (v) coef = xv_mul(coef, full ? xv_loadu(v + i) : xv_load_part(v + i, k, 0));
         r = xv_fmadd(va, xv_exp(xv_sub(l, vm)), coef);
-        if (cap > 0)
-            r = xv_mul(r, ce_cap_deriv(full ? xv_loadu(xraw + i) : xv_load_part(xraw + i, k, 0),
-                                       inv));
+        if (cap > 0) {
+            xv u = xv_mul(l, inv);
+            r = xv_mul(r, xv_fnmadd(u, u, one));
+        }
         if (full) xv_storeu(out + i, r);
         else xv_store_part(out + i, r, k);
     }
@@ -212,7 +202,7 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
     XENT_T m, cap_live = cap;
     double s, sx = 0.0, lse, logs, loss, rest;
 
-    if (cap > 0 && g && g != x) { /* keep the capped logits in the gradient row */
+    if (cap > 0 && g) { /* keep the capped logits in the gradient row */
         ce_store_capped(x, C, cap, g);
         L = g;
         cap_live = 0;
@@ -233,7 +223,7 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
         loss = Q * logs - SQ + z * lse * lse;
         if (g) {
             const double A = cg * (Q + 2.0 * z * lse) / s;
-            ce_write_grad_general(L, cap_live, x, C, m, (XENT_T)A, (XENT_T)(-cg * eps / (double)C),
+            ce_write_grad_general(L, C, m, (XENT_T)A, (XENT_T)(-cg * eps / (double)C),
                                   (XENT_T)(-cg * (1.0 - eps)), w, q, cap, g);
         }
         return sw * loss;
@@ -262,9 +252,9 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
             const double gt = cg * ((1.0 - eps) * wt * dt / s + (A - (1.0 - eps) * wt) * et / s -
                                     eps / (double)C * wt);
             if (cap > 0) {
-                const double ch = cosh((double)x[t] / (double)cap); /* before x is overwritten */
-                ce_write_grad_general(L, cap_live, x, C, m, a_, b_, 0, w, NULL, cap, g);
-                g[t] = (XENT_T)(gt / (ch * ch));
+                const XENT_T u = xt / cap;
+                ce_write_grad_general(L, C, m, a_, b_, 0, w, NULL, cap, g);
+                g[t] = (XENT_T)(gt * (1.0 - (double)u * (double)u));
             } else {
                 if (keep_exp) row_axpb(g, C, 0, m, a_, b_, w, g, 0);
                 else row_axpb(x, C, 1, m, a_, b_, w, g, stream);
