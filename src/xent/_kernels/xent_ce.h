@@ -144,45 +144,64 @@ static void ce_soft_stats(const XENT_T *L, const XENT_T *XENT_RESTRICT q, const 
 }
 
 /*
- * Confident rows (s = sum exp(x - m) close to 1): s - 1 is recomputed without the
- * exact 1's of the maxima, so log1p(s - 1) and p_t - 1 keep their relative accuracy
- * (summed in float lanes, s itself only holds s - 1 to ~1e-7 absolute).
- * `src` holds the logits (from_exp = 1; exp(cap(x) - m) is taken here) or the
- * exponentials already stored by row_sumexp_ex (from_exp = 0): both give the same
- * values, hence bitwise the same result in place and out of place.
- * Returns (number of exponentials equal to 1) - 1 + sum of the others.
+ * row_sumexp_ex (same arguments and stored exponentials) that keeps the exact 1's
+ * of the row's maxima out of the float lanes: returns s = sum exp(x - m) and sets
+ * *rest = s - 1 = (number of maxima - 1) + sum of the other exponentials, so that
+ * log1p(rest) and p_t - 1 keep their relative accuracy on confident rows, where a
+ * float sum holding the 1 would lose everything below ~1e-7.  Exponentials that
+ * are not < 1 (the maxima, or NaN) are summed apart, so NaN still propagates.
  */
-#define CE_CONFIDENT 0.0625
-static double ce_sumexp_rest(const XENT_T *src, int from_exp, int64_t n, XENT_T m, XENT_T cap)
+static double ce_sumexp_split(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
+                              const XENT_T *XENT_RESTRICT v, double *w_sx, XENT_T cap,
+                              double *rest)
 {
     const xv vm = xv_set1(m), one = xv_set1((XENT_T)1), zero = xv_zero();
-    double r = 0.0, k = 0.0;
+    double r = 0.0, k = 0.0, sx = 0.0;
     int64_t c0;
     for (c0 = 0; c0 < n; c0 += XENT_CHUNK) {
         const int64_t c1 = (c0 + XENT_CHUNK < n) ? c0 + XENT_CHUNK : n;
-        xv acc = xv_zero(), ties = xv_zero();
-        int64_t i;
-        for (i = c0; i < c1; i += XV_N) {
-            const int64_t cnt = c1 - i;
-            xv e = cnt >= XV_N ? xv_loadu(src + i) : xv_load_part(src + i, cnt, 0);
-            xm below;
-            xv tie;
-            if (from_exp) e = xv_exp(xv_sub(xv_cap(e, cap), vm));
-            below = xv_gt(one, e);
-            tie = xv_select(below, zero, one);
-            e = xv_select(below, e, zero);
-            if (cnt < XV_N) {
-                const xm valid = xv_gt(xv_set1((XENT_T)cnt), xv_lane_index());
-                e = xv_select(valid, e, zero);
-                tie = xv_select(valid, tie, zero);
+        xv a0 = xv_zero(), a1 = xv_zero(), k0 = xv_zero(), b0 = xv_zero();
+        int64_t i = c0;
+        for (; i + 2 * XV_N <= c1; i += 2 * XV_N) {
+            xv d0 = xv_sub(xv_cap(xv_loadu(x + i), cap), vm);
+            xv d1 = xv_sub(xv_cap(xv_loadu(x + i + XV_N), cap), vm);
+            xv e0 = xv_exp(d0), e1 = xv_exp(d1);
+            xm l0 = xv_gt(one, e0), l1 = xv_gt(one, e1);
+            if (e) { xv_storeu(e + i, e0); xv_storeu(e + i + XV_N, e1); }
+            a0 = xv_add(a0, xv_select(l0, e0, zero));
+            a1 = xv_add(a1, xv_select(l1, e1, zero));
+            k0 = xv_add(k0, xv_add(xv_select(l0, zero, e0), xv_select(l1, zero, e1)));
+            if (w_sx) {
+                if (v) {
+                    b0 = xv_fmadd(xv_loadu(v + i), d0, b0);
+                    b0 = xv_fmadd(xv_loadu(v + i + XV_N), d1, b0);
+                } else {
+                    b0 = xv_add(b0, xv_add(d0, d1));
+                }
             }
-            acc = xv_add(acc, e);
-            ties = xv_add(ties, tie);
         }
-        r += xv_hsum(acc);
-        k += xv_hsum(ties);
+        for (; i < c1; i += XV_N) {
+            const int64_t cnt = c1 - i;
+            const xm valid = xv_gt(xv_set1((XENT_T)cnt), xv_lane_index());
+            /* lanes past the end: d = -inf for the sums (exp gives 0), 0 for sx */
+            xv d = xv_sub(xv_cap(xv_load_part(x + i, cnt, 0), cap), vm);
+            xv e0 = xv_exp(xv_select(valid, d, xv_set1(xent_neg_inf())));
+            xm l0 = xv_gt(one, e0);
+            if (e) xv_store_part(e + i, e0, cnt);
+            a0 = xv_add(a0, xv_select(l0, e0, zero));
+            k0 = xv_add(k0, xv_select(l0, zero, e0));
+            if (w_sx) {
+                xv dz = xv_select(valid, d, xv_zero());
+                b0 = v ? xv_fmadd(xv_load_part(v + i, cnt, 0), dz, b0) : xv_add(b0, dz);
+            }
+        }
+        r += xv_hsum(xv_add(a0, a1));
+        k += xv_hsum(k0);
+        if (w_sx) sx += xv_hsum(b0);
     }
-    return (k - 1.0) + r;
+    if (w_sx) *w_sx = sx;
+    *rest = (k - 1.0) + r;
+    return k + r;
 }
 
 /*
@@ -211,12 +230,7 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
 
     if (q) {
         double Q, SQ;
-        s = row_sumexp_ex(L, C, m, NULL, NULL, NULL, cap_live);
-        rest = s - 1.0;
-        if (rest < CE_CONFIDENT) {
-            rest = ce_sumexp_rest(L, 1, C, m, cap_live);
-            s = 1.0 + rest;
-        }
+        s = ce_sumexp_split(L, C, m, NULL, NULL, NULL, cap_live, &rest);
         logs = log1p(rest);
         lse = (double)m + logs;
         ce_soft_stats(L, q, w, C, m, cap_live, eps, &Q, &SQ);
@@ -232,12 +246,7 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
     {
         const XENT_T xt = cap_live > 0 ? ce_cap1(x[t], cap) : L[t];
         const int keep_exp = g == x && cap == 0; /* in place: store exp(x - m) in the row */
-        s = row_sumexp_ex(L, C, m, keep_exp ? g : NULL, w, smooth ? &sx : NULL, cap_live);
-        rest = s - 1.0;
-        if (rest < CE_CONFIDENT) {
-            rest = keep_exp ? ce_sumexp_rest(g, 0, C, m, 0) : ce_sumexp_rest(L, 1, C, m, cap_live);
-            s = 1.0 + rest;
-        }
+        s = ce_sumexp_split(L, C, m, keep_exp ? g : NULL, w, smooth ? &sx : NULL, cap_live, &rest);
         logs = log1p(rest);
         lse = (double)m + logs;
         loss = (1.0 - eps) * wt * (((double)m - (double)xt) + logs) + z * wt * lse * lse;
