@@ -226,9 +226,11 @@ def cross_entropy(
 
     Notes
     -----
-    Per row, ``loss = lse - x[target]`` with ``lse = m + log(sum(exp(x - m)))``
-    evaluated in double precision from float32 inputs (exponentials summed in
-    float32 lanes over chunks of 2048 classes, chunks in float64). A ``"mean"``
+    Per row, ``loss = (m - x[target]) + log1p(sum(exp(x - m)) - 1)`` with ``m``
+    the row's maximum, evaluated in double precision from float32 inputs
+    (exponentials summed in float32 lanes over chunks of 2048 classes, chunks in
+    float64, the maxima's exact ones counted apart), so that the small losses of
+    confident predictions keep their relative accuracy. A ``"mean"``
     over zero non-ignored targets is NaN, as in PyTorch. A row holding ``+inf``
     or NaN gives NaN, as in PyTorch. Per-row losses and reductions are bitwise
     identical for any number of threads.

@@ -7,8 +7,12 @@
  *   and sums the "mean" denominator sum_i sample_weight_i * weight[t_i] in fixed
  *   blocks, so the gradient scale is known before any gradient is written.
  * - Per row: m = max, s = sum exp(x - m) (float lanes per chunk, double across
- *   chunks), lse = m + log s in double.  Forward-only and fused calls run the very
- *   same statistics code, so their losses are bitwise equal.
+ *   chunks) with the exact 1's of the maxima kept out of the lanes, so that
+ *   rest = s - 1 is accurate; lse = m + log1p(rest) and the class-target loss
+ *   (m - x_t) + log1p(rest) in double, the target's gradient entry in double from
+ *   p_t - 1 = -rest / s (confident rows keep their relative accuracy).
+ *   Forward-only and fused calls run the very same statistics code, so their
+ *   losses are bitwise equal.
  * - Fused gradient: in place (grad == logits) the exponentials are kept in the row
  *   and rescaled (one exp per element, the row stays in L2); into a separate
  *   buffer they are recomputed and written with streaming stores (no read for
