@@ -84,12 +84,14 @@ def check_reduction(reduction, allowed=_REDUCTIONS) -> str:
     return reduction
 
 
-def class_targets(target, lead_shape: tuple, *, name: str = "target") -> np.ndarray:
+def class_targets(target, lead_shape: tuple, *, name: str = "target",
+                  n_classes: int | None = None) -> np.ndarray:
     """Integer class targets as a C-contiguous int64 array of shape `lead_shape`.
 
     Any integer dtype is accepted. Bool, complex, object and floating targets
     raise TypeError (callers that accept probabilities check for floating
     targets first). A shape other than `lead_shape` raises ValueError naming both.
+    uint64 values beyond the int64 range raise IndexError (naming `n_classes` if given).
     """
     t = np.asarray(target)
     if t.dtype == np.int64 and t.flags.c_contiguous and t.shape == lead_shape:
@@ -110,7 +112,7 @@ def class_targets(target, lead_shape: tuple, *, name: str = "target") -> np.ndar
         pos = int(np.argmax(t > np.iinfo(np.int64).max))
         raise IndexError(
             f"{name} {int(t.reshape(-1)[pos])} at flat position {pos} is out of range "
-            f"for C classes"
+            f"for {'C' if n_classes is None else n_classes} classes"
         )
     return np.ascontiguousarray(t, dtype=np.int64)
 

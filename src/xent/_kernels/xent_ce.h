@@ -7,8 +7,12 @@
  *   and sums the "mean" denominator sum_i sample_weight_i * weight[t_i] in fixed
  *   blocks, so the gradient scale is known before any gradient is written.
  * - Per row: m = max, s = sum exp(x - m) (float lanes per chunk, double across
- *   chunks), lse = m + log s in double.  Forward-only and fused calls run the very
- *   same statistics code, so their losses are bitwise equal.
+ *   chunks) with the exact 1's of the maxima kept out of the lanes, so that
+ *   rest = s - 1 is accurate; lse = m + log1p(rest) and the class-target loss
+ *   (m - x_t) + log1p(rest) in double, the target's gradient entry in double from
+ *   p_t - 1 = -rest / s (confident rows keep their relative accuracy).
+ *   Forward-only and fused calls run the very same statistics code, so their
+ *   losses are bitwise equal.
  * - Fused gradient: in place (grad == logits) the exponentials are kept in the row
  *   and rescaled (one exp per element, the row stays in L2); into a separate
  *   buffer they are recomputed and written with streaming stores (no read for
@@ -143,25 +147,115 @@ static void ce_soft_stats(const XENT_T *L, const XENT_T *XENT_RESTRICT q, const 
     *SQ = tsq;
 }
 
-/* Loss of a class-target row and its gradient coefficients (out = a*e + b*v, out[t] -= hit). */
+/*
+ * Loss of a class-target row and its gradient: out_j = a*e_j + b*v_j for j != t and
+ * out_t = gt, the target's entry formed in double (p_t - 1 = -rest/s when the
+ * target is a maximum, so confident rows keep their relative accuracy).
+ */
 typedef struct {
-    double loss, hit;
+    double loss, gt;
     XENT_T a, b;
 } ce_coefs_t;
 
-XENT_INLINE ce_coefs_t ce_class_coefs(XENT_T m, double s, double sx, XENT_T xt, double wt, double W,
-                                      int64_t C, double cg, const xent_ce_args_t *a)
+XENT_INLINE ce_coefs_t ce_class_coefs(XENT_T m, double s, double rest, double sx, XENT_T xt,
+                                      double wt, double W, int64_t C, double cg,
+                                      const xent_ce_args_t *a)
 {
     const double eps = a->label_smoothing, z = a->z_loss;
-    const double logs = log(s), lse = (double)m + logs;
+    const double logs = log1p(rest), lse = (double)m + logs;
     const double A = (1.0 - eps) * wt + eps * W / (double)C + 2.0 * z * wt * lse;
+    const double et = xt == m ? 1.0 : exp((double)xt - (double)m);
+    const double dt = xt == m ? -rest : et - s;
     ce_coefs_t k;
-    k.loss = (1.0 - eps) * wt * (lse - (double)xt) + z * wt * lse * lse;
+    k.loss = (1.0 - eps) * wt * (((double)m - (double)xt) + logs) + z * wt * lse * lse;
     if (eps != 0.0) k.loss += eps / (double)C * (W * logs - sx);
     k.a = (XENT_T)(cg * A / s);
     k.b = (XENT_T)(-cg * eps / (double)C);
-    k.hit = cg * (1.0 - eps) * wt;
+    k.gt = cg * ((1.0 - eps) * wt * dt / s + (A - (1.0 - eps) * wt) * et / s - eps / (double)C * wt);
     return k;
+}
+
+/* One chunk of ce_sumexp_split: float-lane sums of the exponentials below 1 (*r), of
+ * the others (*k: the maxima's 1's, or NaN) and, if want_sx, of v * (x - m). */
+XENT_INLINE void ce_sumexp_chunk(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
+                                 const XENT_T *XENT_RESTRICT v, int want_sx, XENT_T cap,
+                                 const XENT_T *prefetch, double *r, double *k, double *sx)
+{
+    const xv vm = xv_set1(m), one = xv_set1((XENT_T)1), zero = xv_zero();
+    xv a0 = xv_zero(), a1 = xv_zero(), k0 = xv_zero(), b0 = xv_zero();
+    int64_t i = 0;
+    for (; i + 2 * XV_N <= n; i += 2 * XV_N) {
+        if (prefetch) { /* the next row, while this one is compute-bound in L2 */
+            const char *pf = (const char *)(prefetch + i);
+            int off;
+            for (off = 0; off < (int)(2 * XV_N * sizeof(XENT_T)); off += 64) XENT_PREFETCH_L2(pf + off);
+        }
+        {
+            xv d0 = xv_sub(xv_cap(xv_loadu(x + i), cap), vm);
+            xv d1 = xv_sub(xv_cap(xv_loadu(x + i + XV_N), cap), vm);
+            xv e0 = xv_exp(d0), e1 = xv_exp(d1);
+            xm l0 = xv_gt(one, e0), l1 = xv_gt(one, e1);
+            if (e) { xv_storeu(e + i, e0); xv_storeu(e + i + XV_N, e1); }
+            a0 = xv_add(a0, xv_select(l0, e0, zero));
+            a1 = xv_add(a1, xv_select(l1, e1, zero));
+            k0 = xv_add(k0, xv_add(xv_select(l0, zero, e0), xv_select(l1, zero, e1)));
+            if (want_sx) {
+                if (v) {
+                    b0 = xv_fmadd(xv_loadu(v + i), d0, b0);
+                    b0 = xv_fmadd(xv_loadu(v + i + XV_N), d1, b0);
+                } else {
+                    b0 = xv_add(b0, xv_add(d0, d1));
+                }
+            }
+        }
+    }
+    for (; i < n; i += XV_N) {
+        const int64_t cnt = n - i;
+        const xm valid = xv_gt(xv_set1((XENT_T)cnt), xv_lane_index());
+        /* lanes past the end: d = -inf for the sums (exp gives 0), 0 for sx */
+        xv d = xv_sub(xv_cap(xv_load_part(x + i, cnt, 0), cap), vm);
+        xv e0 = xv_exp(xv_select(valid, d, xv_set1(xent_neg_inf())));
+        xm l0 = xv_gt(one, e0);
+        if (e) xv_store_part(e + i, e0, cnt);
+        a0 = xv_add(a0, xv_select(l0, e0, zero));
+        k0 = xv_add(k0, xv_select(l0, zero, e0));
+        if (want_sx) {
+            xv dz = xv_select(valid, d, xv_zero());
+            b0 = v ? xv_fmadd(xv_load_part(v + i, cnt, 0), dz, b0) : xv_add(b0, dz);
+        }
+    }
+    *r = xv_hsum(xv_add(a0, a1));
+    *k = xv_hsum(k0);
+    *sx = want_sx ? xv_hsum(b0) : 0.0;
+}
+
+/*
+ * row_sumexp_ex (same arguments and stored exponentials) that keeps the exact 1's
+ * of the row's maxima out of the float lanes: returns s = sum exp(x - m) and sets
+ * *rest = s - 1 = (number of maxima - 1) + sum of the other exponentials, so that
+ * log1p(rest) and p_t - 1 keep their relative accuracy on confident rows, where a
+ * float sum holding the 1 would lose everything below ~1e-7.  Exponentials that
+ * are not < 1 (the maxima, or NaN) are summed apart, so NaN still propagates.
+ * Chunk sums are added in chunk order (ce_rows_split relies on it).
+ */
+static double ce_sumexp_split(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
+                              const XENT_T *XENT_RESTRICT v, double *w_sx, XENT_T cap,
+                              const XENT_T *prefetch, double *rest)
+{
+    double r = 0.0, k = 0.0, sx = 0.0;
+    int64_t c0;
+    for (c0 = 0; c0 < n; c0 += XENT_CHUNK) {
+        const int64_t len = (c0 + XENT_CHUNK < n) ? XENT_CHUNK : n - c0;
+        double rc, kc, sxc;
+        ce_sumexp_chunk(x + c0, len, m, e ? e + c0 : NULL, v ? v + c0 : NULL, w_sx != NULL, cap,
+                        prefetch ? prefetch + c0 : NULL, &rc, &kc, &sxc);
+        r += rc;
+        k += kc;
+        sx += sxc;
+    }
+    if (w_sx) *w_sx = sx;
+    *rest = (k - 1.0) + r;
+    return k + r;
 }
 
 /*
@@ -179,7 +273,7 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
     const double wt = (q == NULL && w) ? (double)w[t] : 1.0;
     const XENT_T *L = x; /* logits as the softmax sees them (capped if cap > 0) */
     XENT_T m, cap_live = cap;
-    double s, sx = 0.0, lse, logs, loss;
+    double s, sx = 0.0, lse, logs, loss, rest;
 
     if (cap > 0 && g) { /* keep the capped logits in the gradient row */
         ce_store_capped(x, C, cap, g);
@@ -190,8 +284,8 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
 
     if (q) {
         double Q, SQ;
-        s = row_sumexp_ex(L, C, m, NULL, NULL, NULL, cap_live, pf);
-        logs = log(s);
+        s = ce_sumexp_split(L, C, m, NULL, NULL, NULL, cap_live, pf, &rest);
+        logs = log1p(rest);
         lse = (double)m + logs;
         ce_soft_stats(L, q, w, C, m, cap_live, eps, &Q, &SQ);
         loss = Q * logs - SQ + z * lse * lse;
@@ -207,18 +301,18 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
         const XENT_T xt = cap_live > 0 ? ce_cap1(x[t], cap) : L[t];
         const int keep_exp = g == x && cap == 0; /* in place: store exp(x - m) in the row */
         ce_coefs_t k;
-        s = row_sumexp_ex(L, C, m, keep_exp ? g : NULL, w, smooth ? &sx : NULL, cap_live, pf);
-        k = ce_class_coefs(m, s, sx, xt, wt, W, C, cg, a);
+        s = ce_sumexp_split(L, C, m, keep_exp ? g : NULL, w, smooth ? &sx : NULL, cap_live, pf, &rest);
+        k = ce_class_coefs(m, s, rest, sx, xt, wt, W, C, cg, a);
         loss = k.loss;
         if (g) {
             if (cap > 0) {
                 const XENT_T u = xt / cap;
                 ce_write_grad_general(L, C, m, k.a, k.b, 0, w, NULL, cap, g);
-                g[t] = (XENT_T)((double)g[t] - k.hit * (1.0 - (double)u * (double)u));
+                g[t] = (XENT_T)(k.gt * (1.0 - (double)u * (double)u));
             } else {
                 if (keep_exp) row_axpb(g, C, 0, m, k.a, k.b, w, g, 0);
                 else row_axpb(x, C, 1, m, k.a, k.b, w, g, stream);
-                g[t] = (XENT_T)((double)g[t] - k.hit);
+                g[t] = (XENT_T)k.gt;
             }
         }
     }
@@ -239,7 +333,8 @@ static void ce_small_block(const XENT_T *x, const int64_t *target, int64_t r0, i
     const double eps = a->label_smoothing, z = a->z_loss;
     const int smooth = eps != 0.0;
     const XENT_T *xb = x + r0 * C;
-    xv m, s = xv_zero(), sx = xv_zero(), dt = xv_zero(), tv, wt, keep_f, lse, logs, loss;
+    xv m, r = xv_zero(), kmax = xv_zero(), sx = xv_zero(), dt = xv_zero(), et = xv_zero();
+    xv tv, wt, keep_f, lse, logs, loss, s, rest;
     xm keep;
     int64_t j, k;
     for (k = 0; k < XV_N; ++k) {
@@ -258,14 +353,20 @@ static void ce_small_block(const XENT_T *x, const int64_t *target, int64_t r0, i
     for (j = 0; j < C; ++j) {
         const xv d = xv_sub(cols[j], m);
         const xv e = xv_exp(d);
+        const xm below = xv_gt(xv_set1((XENT_T)1), e); /* the maxima's 1's are summed apart */
+        const xm is_t = xv_eq(tv, xv_set1((XENT_T)j));
         cols[j] = e;
-        s = xv_add(s, e);
-        dt = xv_select(xv_eq(tv, xv_set1((XENT_T)j)), d, dt);
+        r = xv_add(r, xv_select(below, e, xv_zero()));
+        kmax = xv_add(kmax, xv_select(below, xv_zero(), e));
+        dt = xv_select(is_t, d, dt);
+        et = xv_select(is_t, e, et);
         if (smooth) sx = xv_fmadd(xv_set1(w ? w[j] : (XENT_T)1), d, sx);
     }
-    logs = xv_log(s);
+    s = xv_add(kmax, r);
+    rest = xv_add(xv_sub(kmax, xv_set1((XENT_T)1)), r);
+    logs = xv_log1p(rest);
     lse = xv_add(m, logs);
-    /* (1-eps) w_t (log s - (x_t - m)) + z w_t lse^2 [+ eps/C (W log s - sx)] */
+    /* (1-eps) w_t (log1p(rest) - (x_t - m)) + z w_t lse^2 [+ eps/C (W log s - sx)] */
     loss = xv_mul(xv_mul(xv_set1((XENT_T)(1.0 - eps)), wt), xv_sub(logs, dt));
     loss = xv_fmadd(xv_mul(xv_set1((XENT_T)z), wt), xv_mul(lse, lse), loss);
     if (smooth)
@@ -277,15 +378,20 @@ static void ce_small_block(const XENT_T *x, const int64_t *target, int64_t r0, i
     if (grad) {
         XENT_T *gbase = grad + r0 * C;
         const xv c = xv_mul(xv_mul(xv_set1((XENT_T)scale), xv_loadu(swb)), xv_mul(xv_loadu(gb), keep_f));
-        const xv A = xv_fmadd(xv_set1((XENT_T)(2.0 * z)), xv_mul(wt, lse),
-                              xv_fmadd(xv_set1((XENT_T)(1.0 - eps)), wt, xv_set1((XENT_T)(eps * W / (double)C))));
-        const xv av = xv_div(xv_mul(c, A), s);
+        const xv hw = xv_mul(xv_set1((XENT_T)(1.0 - eps)), wt);
+        /* A = hw + Ae; Ae (smoothing and z-loss part) is kept apart: A - hw cancels in float32 */
+        const xv Ae = xv_fmadd(xv_set1((XENT_T)(2.0 * z)), xv_mul(wt, lse),
+                               xv_set1((XENT_T)(eps * W / (double)C)));
+        const xv av = xv_div(xv_mul(c, xv_add(hw, Ae)), s);
         const xv bv = xv_mul(c, xv_set1((XENT_T)(-eps / (double)C)));
-        const xv hit = xv_mul(xv_mul(c, xv_set1((XENT_T)(1.0 - eps))), wt);
+        /* the target's entry: p_t - 1 = -rest / s when the target is a maximum */
+        const xv dtt = xv_select(xv_eq(dt, xv_zero()), xv_sub(xv_zero(), rest), xv_sub(et, s));
+        xv gt = xv_div(xv_fmadd(hw, dtt, xv_mul(Ae, et)), s);
+        gt = xv_mul(c, xv_fnmadd(xv_set1((XENT_T)(eps / (double)C)), wt, gt));
         for (j = 0; j < C; ++j) {
-            xv r = xv_fmadd(av, cols[j], w ? xv_mul(bv, xv_set1(w[j])) : bv);
-            r = xv_sub(r, xv_select(xv_eq(tv, xv_set1((XENT_T)j)), hit, xv_zero()));
-            xv_scatter(gbase + j, C, xv_select(keep, r, xv_zero()), nr);
+            xv o = xv_fmadd(av, cols[j], w ? xv_mul(bv, xv_set1(w[j])) : bv);
+            o = xv_select(xv_eq(tv, xv_set1((XENT_T)j)), gt, o);
+            xv_scatter(gbase + j, C, xv_select(keep, o, xv_zero()), nr);
         }
     }
 }
@@ -305,7 +411,7 @@ static void ce_rows_split(const XENT_T *x, const int64_t *target, int64_t n_rows
     const int64_t nch = (C + XENT_CHUNK - 1) / XENT_CHUNK;
     const int smooth = a->label_smoothing != 0.0;
     const int stream = grad != NULL && grad != x;
-    double cs[XENT_SPLIT_MAX_CHUNKS], csx[XENT_SPLIT_MAX_CHUNKS];
+    double cr[XENT_SPLIT_MAX_CHUNKS], ck[XENT_SPLIT_MAX_CHUNKS], csx[XENT_SPLIT_MAX_CHUNKS];
     XENT_T pm[XENT_SPLIT_MAX_THREADS];
     int64_t r;
     for (r = 0; r < n_rows; ++r) {
@@ -329,7 +435,7 @@ static void ce_rows_split(const XENT_T *x, const int64_t *target, int64_t n_rows
                 if (gr && hi > lo) memset(gr + lo, 0, (size_t)(hi - lo) * sizeof(XENT_T));
             } else {
                 XENT_T m;
-                double s = 0.0, sx = 0.0;
+                double rs = 0.0, ks = 0.0, sx = 0.0;
                 ce_coefs_t kc;
                 int j;
                 pm[k] = hi > lo ? row_max(xr + lo, hi - lo) : xent_neg_inf();
@@ -338,22 +444,23 @@ static void ce_rows_split(const XENT_T *x, const int64_t *target, int64_t n_rows
                 for (j = 1; j < team; ++j) m = xv_hmax(xv_max(xv_set1(m), xv_set1(pm[j])));
                 for (ch = clo; ch < chi; ++ch) {
                     const int64_t c0 = ch * XENT_CHUNK, len = (c0 + XENT_CHUNK < C) ? XENT_CHUNK : C - c0;
-                    cs[ch] = row_sumexp_ex(xr + c0, len, m, (gr == xr) ? gr + c0 : NULL,
-                                           a->weight ? a->weight + c0 : NULL, smooth ? &csx[ch] : NULL,
-                                           0, NULL);
+                    ce_sumexp_chunk(xr + c0, len, m, (gr == xr) ? gr + c0 : NULL,
+                                    a->weight ? a->weight + c0 : NULL, smooth, 0, NULL,
+                                    &cr[ch], &ck[ch], &csx[ch]);
                 }
                 XENT_PRAGMA_OMP(barrier)
-                for (ch = 0; ch < nch; ++ch) {
-                    s += cs[ch];
-                    if (smooth) sx += csx[ch];
+                for (ch = 0; ch < nch; ++ch) { /* chunk order, as ce_sumexp_split */
+                    rs += cr[ch];
+                    ks += ck[ch];
+                    sx += csx[ch];
                 }
-                kc = ce_class_coefs(m, s, sx, xt, wt, W, C, cg, a);
+                kc = ce_class_coefs(m, ks + rs, (ks - 1.0) + rs, sx, xt, wt, W, C, cg, a);
                 if (k == 0) loss_rows[r] = sw * kc.loss;
                 if (gr && hi > lo) {
                     const XENT_T *v = a->weight ? a->weight + lo : NULL;
                     if (gr == xr) row_axpb(gr + lo, hi - lo, 0, m, kc.a, kc.b, v, gr + lo, 0);
                     else row_axpb(xr + lo, hi - lo, 1, m, kc.a, kc.b, v, gr + lo, stream);
-                    if (t >= lo && t < hi) gr[t] = (XENT_T)((double)gr[t] - kc.hit);
+                    if (t >= lo && t < hi) gr[t] = (XENT_T)kc.gt;
                 }
                 if (stream) xv_stream_fence();
             }
