@@ -122,6 +122,8 @@ def _ce_parts(logits, target, weight, ignore_index, label_smoothing, z_loss, sof
         else:
             ti = t.astype(np.int64).reshape(n)
             keep = ti != ignore_index
+            if np.any(keep & ((ti < 0) | (ti >= c))):
+                raise IndexError(f"target out of range for {c} classes")
             safe = np.where(keep, ti, 0)
             w_row = np.where(keep, w[safe], LD(0))
             logp_t = logp[np.arange(n), safe]

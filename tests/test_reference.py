@@ -278,3 +278,12 @@ def test_ce_grad_matches_finite_differences(rng):
         xm[idx] -= h
         fd[idx] = (ref_cross_entropy(xp, t, **kw) - ref_cross_entropy(xm, t, **kw)) / (2 * h)
     np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("bad", [-1, 5, -101])
+def test_ce_reference_rejects_out_of_range_targets(bad):
+    x = np.zeros((2, 5))
+    with pytest.raises(IndexError):
+        ref_cross_entropy(x, np.array([0, bad]))
+    with pytest.raises(IndexError):
+        ref_cross_entropy_grad(x, np.array([bad, 1]))
