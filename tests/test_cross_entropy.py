@@ -982,10 +982,6 @@ def test_confident_rows_float32_with_options(opts):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("soft", [False, True])
-@pytest.mark.xfail(strict=True, reason=(
-    "saturated softcap: the cap's derivative is evaluated as 1 - (L/cap)**2 from the "
-    "capped logits L, which cancels when |x/cap| is large (needs sech^2(x/cap) from "
-    "the raw logits, which the in-place path has overwritten)"))
 def test_saturated_softcap_gradient_accuracy(dtype, soft):
     """Where the cap saturates, its derivative sech^2 is tiny but keeps its accuracy.
 

@@ -78,41 +78,31 @@ XENT_INLINE XENT_T ce_cap1(XENT_T x, XENT_T cap)
 /*
  * General gradient writer (softcap and/or probability targets):
  *   out_j = (a * exp(L_j - m) + (b + bq * q_j) * v_j) * D_j
- * with v = weight (1 if NULL), q = targets (absent if NULL) and
- * D_j = 1 - (L_j / cap)^2 when cap > 0 (L then holds capped logits), else 1.
- * L may alias out.
+ * with v = weight (1 if NULL), q = targets (absent if NULL).  With cap > 0, `x`
+ * holds the RAW logits: L_j = cap * tanh(x_j / cap) and D_j = sech(x_j / cap)**2
+ * are computed here from them; else L = x and D = 1.  x may alias out.
  */
-static void ce_write_grad_general(const XENT_T *L, int64_t n, XENT_T m, XENT_T a, XENT_T b,
+static void ce_write_grad_general(const XENT_T *x, int64_t n, XENT_T m, XENT_T a, XENT_T b,
                                   XENT_T bq, const XENT_T *XENT_RESTRICT v,
                                   const XENT_T *XENT_RESTRICT q, XENT_T cap, XENT_T *out)
 {
     const xv vm = xv_set1(m), va = xv_set1(a), vb = xv_set1(b), vbq = xv_set1(bq);
-    const xv inv = xv_set1(cap > 0 ? (XENT_T)1 / cap : (XENT_T)0), one = xv_set1((XENT_T)1);
+    const XENT_T inv = cap > 0 ? (XENT_T)1 / cap : (XENT_T)0;
     int64_t i;
     for (i = 0; i < n; i += XV_N) {
         const int64_t k = n - i;
         const int full = k >= XV_N;
-        xv l = full ? xv_loadu(L + i) : xv_load_part(L + i, k, 0);
-        xv coef = vb;
+        xv l = full ? xv_loadu(x + i) : xv_load_part(x + i, k, 0);
+        xv coef = vb, d = xv_zero();
         xv r;
+        if (cap > 0) l = xv_softcap(l, cap, inv, &d);
         if (q) coef = xv_fmadd(vbq, full ? xv_loadu(q + i) : xv_load_part(q + i, k, 0), coef);
         if (v) coef = xv_mul(coef, full ? xv_loadu(v + i) : xv_load_part(v + i, k, 0));
         r = xv_fmadd(va, xv_exp(xv_sub(l, vm)), coef);
-        if (cap > 0) {
-            xv u = xv_mul(l, inv);
-            r = xv_mul(r, xv_fnmadd(u, u, one));
-        }
+        if (cap > 0) r = xv_mul(r, d);
         if (full) xv_storeu(out + i, r);
         else xv_store_part(out + i, r, k);
     }
-}
-
-/* out_j = cap * tanh(x_j / cap) (out may alias x). */
-static void ce_store_capped(const XENT_T *x, int64_t n, XENT_T cap, XENT_T *out)
-{
-    int64_t i = 0;
-    for (; i + XV_N <= n; i += XV_N) xv_storeu(out + i, xv_cap(xv_loadu(x + i), cap));
-    if (i < n) xv_store_part(out + i, xv_cap(xv_load_part(x + i, n - i, 0), cap), n - i);
 }
 
 /* sum_j v_j q'_j and sum_j v_j q'_j (L_j - m) for probability targets. */
@@ -271,15 +261,15 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
     const XENT_T cap = (XENT_T)a->softcap;
     const int smooth = eps != 0.0;
     const double wt = (q == NULL && w) ? (double)w[t] : 1.0;
-    const XENT_T *L = x; /* logits as the softmax sees them (capped if cap > 0) */
-    XENT_T m, cap_live = cap;
+    /* With a softcap the capped logits are recomputed from x in every pass (never
+       stored): the gradient needs sech^2 of the raw logits, which in place would
+       otherwise be gone. */
+    const XENT_T *L = x;
+    const XENT_T cap_live = cap;
+    const XENT_T raw_t = q ? 0 : x[t]; /* read before an in-place pass overwrites it */
+    XENT_T m;
     double s, sx = 0.0, lse, logs, loss, rest;
 
-    if (cap > 0 && g) { /* keep the capped logits in the gradient row */
-        ce_store_capped(x, C, cap, g);
-        L = g;
-        cap_live = 0;
-    }
     m = row_max_ex(L, C, cap_live);
 
     if (q) {
@@ -306,9 +296,9 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
         loss = k.loss;
         if (g) {
             if (cap > 0) {
-                const XENT_T u = xt / cap;
-                ce_write_grad_general(L, C, m, k.a, k.b, 0, w, NULL, cap, g);
-                g[t] = (XENT_T)(k.gt * (1.0 - (double)u * (double)u));
+                const double ch = cosh((double)raw_t / (double)cap);
+                ce_write_grad_general(x, C, m, k.a, k.b, 0, w, NULL, cap, g);
+                g[t] = (XENT_T)(k.gt / (ch * ch));
             } else {
                 if (keep_exp) row_axpb(g, C, 0, m, k.a, k.b, w, g, 0);
                 else row_axpb(x, C, 1, m, k.a, k.b, w, g, stream);

@@ -131,19 +131,26 @@ XENT_INLINE xv xv_log(xv x)
     }
 }
 
-/* s * tanh(x / s) and, in *dy, its derivative 1 - tanh(x/s)**2. */
+/*
+ * s * tanh(x / s) and, in *dy, its derivative sech(x/s)**2 = 4e / (1 + e)**2 with
+ * e = exp(2|x/s|): no cancellation where the cap saturates (1 - tanh**2 would
+ * lose all accuracy there), no overflow for large e.
+ */
 XENT_INLINE xv xv_softcap(xv x, XENT_T s, XENT_T inv_s, xv *dy)
 {
     /* tanh(u) = sign(u) (1 - 2 / (e^{2|u|} + 1)); accurate to a few ulp of 1,
        which is all a logit needs. */
+    const xv one = xv_set1((XENT_T)1);
     xv u = xv_mul(x, xv_set1(inv_s));
     xv au = xv_abs(u);
     xv e = xv_exp(xv_add(au, au));
-    xv t = xv_sub(xv_set1((XENT_T)1), xv_div(xv_set1((XENT_T)2), xv_add(e, xv_set1((XENT_T)1))));
+    xv inv1pe = xv_div(one, xv_add(e, one));
+    xv t = xv_fnmadd(xv_set1((XENT_T)2), inv1pe, one);
     xv neg = xv_sub(xv_zero(), t);
     t = xv_select(xv_gt(xv_zero(), u), neg, t);
     t = xv_select(xv_isnan(u), u, t);
-    *dy = xv_fnmadd(t, t, xv_set1((XENT_T)1));
+    *dy = xv_mul(xv_mul(xv_set1((XENT_T)4), inv1pe), xv_mul(e, inv1pe));
+    *dy = xv_select(xv_eq(e, xv_set1((XENT_T)INFINITY)), xv_zero(), *dy);
     return xv_mul(t, xv_set1(s));
 }
 
