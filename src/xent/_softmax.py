@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -98,7 +100,8 @@ def logsumexp(
     else:
         check_out(out, shape, arr.dtype)
     c = rows.shape[-1]
-    _core.logsumexp_rows(rows.reshape(-1, c), out.reshape(-1), nt)
+    n = math.prod(rows.shape[:-1])  # not reshape(-1, c): that fails when c == 0
+    _core.logsumexp_rows(rows.reshape(n, c), out.reshape(-1), nt)
     return out
 
 
@@ -118,13 +121,14 @@ def _softmax_impl(x, axis, out, num_threads, log: bool):
             dest = np.empty(arr.shape, dtype=arr.dtype)  # partial overlap: no aliasing games
         else:
             dest = out
-        _core.softmax_rows(work.reshape(-1, c), dest.reshape(-1, c), nt, log)
+        n = math.prod(work.shape[:-1])  # not reshape(-1, c): that fails when c == 0
+        _core.softmax_rows(work.reshape(n, c), dest.reshape(n, c), nt, log)
     else:
         rows = _rows_last(work, ax)
         c = rows.shape[-1]
-        if rows is work:  # pragma: no cover - axis is last
+        if np.may_share_memory(rows, work):  # moveaxis over a length-1 axis is a view
             rows = rows.copy()
-        flat = rows.reshape(-1, c)
+        flat = rows.reshape(math.prod(rows.shape[:-1]), c)
         _core.softmax_rows(flat, flat, nt, log)
         dest = np.ascontiguousarray(np.moveaxis(rows, -1, ax)).reshape(arr.shape)
     if out is not None and dest is not out:
