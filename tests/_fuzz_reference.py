@@ -269,7 +269,8 @@ def binary_cross_entropy(p, y, *, weight=None):
         lp = np.maximum(np.log(p), -100.0)
         l1p = np.maximum(np.log1p(-p), -100.0)
         loss = -w * (y * lp + (1 - y) * l1p)
-        grad = w * (p - y) / np.maximum((1 - p) * p, 1e-12)
+        # PyTorch's backward clamps at EPSILON, a *float* constant 1e-12 (Loss.cpp)
+        grad = w * (p - y) / np.maximum((1 - p) * p, float(np.float32(1e-12)))
     return np.broadcast_to(loss, p.shape), np.broadcast_to(grad, p.shape), p.size
 
 

@@ -496,9 +496,9 @@ def test_fuzz_class_losses(family, data):
 # ---------------------------------------------------------------------------- metrics
 
 
+@pytest.mark.parametrize("name", ["perplexity", "expected_calibration_error", "token_scores"])
 @FUZZ
 @given(
-    name=st.sampled_from(["perplexity", "expected_calibration_error", "token_scores"]),
     shape=shapes(),
     dtype=FLOAT_DTYPES,
     lay=LAYOUTS,
