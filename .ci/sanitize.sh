@@ -28,7 +28,9 @@ mkdir -p "$WORK/tree"
     setup.py pyproject.toml MANIFEST.in src tests) | (cd "$WORK/tree" && tar xf -)
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
 log "building with $SAN"
-(cd "$WORK/tree" && CC="$CC" CFLAGS="$SAN" LDFLAGS="$SAN" \
+# The flags go into CC so that they also reach setup.py's OpenMP probe link (a probe
+# compiled with ASan but linked without it fails, which would silently give a serial build).
+(cd "$WORK/tree" && CC="$CC $SAN" \
     "$PY" setup.py build_ext --inplace -q > "$WORK/build.log" 2>&1) || {
     tail -40 "$WORK/build.log"; echo "sanitize: build FAILED"; exit 1; }
 log "built"
@@ -53,7 +55,7 @@ env LD_PRELOAD="$PRE" \
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
     PYTHONPATH="$SITE:$WORK/tree/src:$WORK/tree/tests" \
     XENT_FUZZ_EXAMPLES="${XENT_FUZZ_EXAMPLES:-10}" \
-    "$PY" -c 'import xent, sys; f = xent._kernels._core.__file__; print("xent from", f); assert sys.argv[1] in f' "$WORK/tree"
+    "$PY" -c 'import xent, sys; f = xent._kernels._core.__file__; print("xent from", f, "openmp:", xent.openmp_enabled()); assert sys.argv[1] in f' "$WORK/tree"
 env LD_PRELOAD="$PRE" \
     ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_stack_use_after_return=0:allocator_may_return_null=1" \
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
