@@ -9,6 +9,8 @@
 set -euo pipefail
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-python3}"
+# the real interpreter, not a wrapper script (pyenv shims): valgrind must run Python itself
+PY="$("$PY" -c 'import sys; print(sys.executable)')"
 command -v valgrind > /dev/null || { echo "valgrind.sh: valgrind not installed"; exit 1; }
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/xent-vg.XXXXXX")"
 cleanup() { if [ "${XENT_VG_KEEP:-0}" = "1" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi; }

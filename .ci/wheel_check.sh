@@ -85,7 +85,8 @@ fi
 #    helper modules the tests import), never src/.
 log "running tests"
 cd "$TMP"
-VENV="$TMP/venv" SRC="$SRC" PYTHONPATH="$SRC/tests" "$VPY" - "$@" <<'PYEOF'
+# (the runner is a file, not stdin: multiprocessing's spawn re-imports the main script)
+cat > "$TMP/run_tests.py" <<'PYEOF'
 import os, sys
 import pytest
 venv, src = os.path.realpath(os.environ["VENV"]), os.environ["SRC"]
@@ -100,4 +101,5 @@ if not where.startswith(venv + os.sep):
 print(f"wheel_check: tested xent {xent.__version__} from {where}")
 sys.exit(int(rc))
 PYEOF
+VENV="$TMP/venv" SRC="$SRC" PYTHONPATH="$SRC/tests" "$VPY" "$TMP/run_tests.py" "$@"
 log "done: wheel and sdist OK"
