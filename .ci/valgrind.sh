@@ -5,7 +5,9 @@
 # uninitialised values, bad frees) whose stack goes through xent's extension; reports in
 # Python/NumPy/libgomp are counted and listed but do not fail the run.
 #
-# Usage: .ci/valgrind.sh            Environment: PYTHON (default python3), XENT_VG_KEEP=1
+# Usage: .ci/valgrind.sh
+# Environment: PYTHON (default python3), XENT_VG_KEEP=1 (keep scratch dir),
+#              XENT_VG_LOG=path (copy the full memcheck log there)
 set -euo pipefail
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-python3}"
@@ -35,6 +37,7 @@ PYTHONMALLOC=malloc PYTHONPATH="$WORK/tree/src" OMP_NUM_THREADS=2 \
     "$PY" "$SRC/.ci/memcheck_smoke.py"
 rc=$?
 set -e
+[ -n "${XENT_VG_LOG:-}" ] && cp "$WORK/memcheck.log" "$XENT_VG_LOG"
 "$PY" - "$WORK/memcheck.log" "$rc" <<'PYEOF'
 import re, sys
 text = open(sys.argv[1]).read()
@@ -47,6 +50,16 @@ ours = [b for b in errs if re.search(r"_core\.cpython|xent_|/xent/", b)]
 m = re.search(r"ERROR SUMMARY: (\d+) errors", text)
 print(f"memcheck: exit {rc}, ERROR SUMMARY {m.group(1) if m else '?'}; "
       f"{len(errs)} error blocks, {len(ours)} in xent")
+others = {}
+for b in errs:
+    if b in ours:
+        continue
+    kind = next(k for k in kinds if k in b)
+    frame = re.search(r"(?:at|by) 0x[0-9A-F]+: (.*)", b)
+    key = f"{kind} @ {frame.group(1) if frame else '?'}"
+    others[key] = others.get(key, 0) + 1
+for key, n in sorted(others.items(), key=lambda kv: -kv[1])[:15]:
+    print(f"  (not xent, ignored) {n} x {key}")
 for b in ours[:20]:
     print(b)
 if ours:
