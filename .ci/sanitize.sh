@@ -2,7 +2,8 @@
 # Build xent with AddressSanitizer + UndefinedBehaviorSanitizer in a scratch copy of the
 # tree and run the fast tests (small shapes) against that build.
 #
-# Usage: .ci/sanitize.sh [pytest args]      (default: tests -k "not slow" -x)
+# Usage: .ci/sanitize.sh [pytest args]      (default: tests -k "not slow" -x; paths are
+#        relative to the project root, e.g. .ci/sanitize.sh tests/test_fuzz.py)
 # Environment:
 #   PYTHON              interpreter (default python3); needs Cython, setuptools, numpy, pytest
 #   XENT_SAN_NO_TORCH=1 make `import torch` fail in the tests (PyTorch comparisons skipped),
@@ -47,9 +48,9 @@ if [ "${XENT_SAN_NO_TORCH:-1}" = "1" ]; then
     printf 'import sys\nsys.modules["torch"] = None  # sanitize.sh: skip PyTorch comparisons\n' \
         > "$SITE/sitecustomize.py"
 fi
-if [ $# -eq 0 ]; then set -- "$WORK/tree/tests" -k "not slow" -x; fi
+if [ $# -eq 0 ]; then set -- tests -k "not slow" -x; fi
 log "running pytest $*"
-cd "$WORK"
+cd "$WORK/tree"  # test paths are relative to the (copied) project root
 env LD_PRELOAD="$PRE" \
     ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_stack_use_after_return=0:allocator_may_return_null=1" \
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
