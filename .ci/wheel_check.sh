@@ -87,19 +87,29 @@ log "running tests"
 cd "$TMP"
 # (the runner is a file, not stdin: multiprocessing's spawn re-imports the main script)
 cat > "$TMP/run_tests.py" <<'PYEOF'
-import os, sys
-import pytest
-venv, src = os.path.realpath(os.environ["VENV"]), os.environ["SRC"]
-args = [os.path.join(src, "tests"), "-q", "-p", "no:cacheprovider",
-        "--import-mode=importlib", *sys.argv[1:]]
-rc = pytest.main(args)
-import xent
-where = os.path.realpath(xent.__file__)
-if not where.startswith(venv + os.sep):
-    print(f"wheel_check: xent was imported from {where}, not from the venv {venv}")
-    sys.exit(3)
-print(f"wheel_check: tested xent {xent.__version__} from {where}")
-sys.exit(int(rc))
+import os
+import sys
+
+
+def main():
+    import pytest
+
+    venv, src = os.path.realpath(os.environ["VENV"]), os.environ["SRC"]
+    args = [os.path.join(src, "tests"), "-q", "-p", "no:cacheprovider",
+            "--import-mode=importlib", *sys.argv[1:]]
+    rc = pytest.main(args)
+    import xent
+
+    where = os.path.realpath(xent.__file__)
+    if not where.startswith(venv + os.sep):
+        print(f"wheel_check: xent was imported from {where}, not from the venv {venv}")
+        return 3
+    print(f"wheel_check: tested xent {xent.__version__} from {where}")
+    return int(rc)
+
+
+if __name__ == "__main__":  # spawned children re-import this file as __mp_main__
+    sys.exit(main())
 PYEOF
 VENV="$TMP/venv" SRC="$SRC" PYTHONPATH="$SRC/tests" "$VPY" "$TMP/run_tests.py" "$@"
 log "done: wheel and sdist OK"
