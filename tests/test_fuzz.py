@@ -63,6 +63,10 @@ def need(name):
 
 def layout(arr: np.ndarray, kind: str) -> np.ndarray:
     """The same values in another memory layout."""
+    if kind == "readonly":
+        a = arr.copy()
+        a.flags.writeable = False
+        return a
     if arr.ndim == 0 or kind == "c":
         return arr
     if kind == "f":
@@ -73,10 +77,6 @@ def layout(arr: np.ndarray, kind: str) -> np.ndarray:
         return big[..., 1::2]
     if kind == "neg":
         return np.ascontiguousarray(arr[..., ::-1])[..., ::-1]
-    if kind == "readonly":
-        a = arr.copy()
-        a.flags.writeable = False
-        return a
     raise AssertionError(kind)
 
 
@@ -335,7 +335,8 @@ def apply_class_fault(case, family):
     c = x.shape[-1]
     opts = CLASS_FAMILIES[family]
     if fault == "logits_dtype":
-        case["x"] = x.astype(np.float64).astype(BAD_DTYPES[rng.integers(len(BAD_DTYPES))])
+        clean = np.nan_to_num(x.astype(np.float64), posinf=1.0, neginf=-1.0)
+        case["x"] = clean.astype(BAD_DTYPES[rng.integers(len(BAD_DTYPES))])
         return TypeError
     if fault == "target_shape":
         case["t"] = np.zeros(t.shape[:-1] + (t.shape[-1] + 1,) if t.ndim else (2,),
