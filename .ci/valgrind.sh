@@ -5,6 +5,8 @@
 # uninitialised values, bad frees) whose stack goes through xent's extension; reports in
 # Python/NumPy/libgomp are counted and listed but do not fail the run.
 #
+# Exit status 0 only if the smoke workload completed and memcheck found nothing in xent.
+# (--error-exitcode=99 keeps memcheck's verdict apart from a failing workload's exit 1.)
 # Usage: .ci/valgrind.sh
 # Environment: PYTHON (default python3), XENT_VG_KEEP=1 (keep scratch dir),
 #              XENT_VG_LOG=path (copy the full memcheck log there)
@@ -32,7 +34,7 @@ log "running memcheck"
 cd "$WORK"
 set +e
 PYTHONMALLOC=malloc PYTHONPATH="$WORK/tree/src" OMP_NUM_THREADS=2 \
-    valgrind --tool=memcheck --error-exitcode=1 --leak-check=no --track-origins=no \
+    valgrind --tool=memcheck --error-exitcode=99 --leak-check=no --track-origins=no \
     --num-callers=30 --log-file="$WORK/memcheck.log" \
     "$PY" "$SRC/.ci/memcheck_smoke.py"
 rc=$?
@@ -64,8 +66,8 @@ for b in ours[:20]:
     print(b)
 if ours:
     sys.exit(1)
-if rc not in (0, 1):
-    print(text[-3000:])
-    sys.exit(rc)
+if rc not in (0, 99):  # 99: memcheck errors (all outside xent); anything else: smoke failed
+    print(f"memcheck: the smoke workload itself failed (exit {rc})")
+    sys.exit(1)
 PYEOF
 log "done"
