@@ -13,6 +13,7 @@ Examples per test: ``XENT_FUZZ_EXAMPLES`` (default 25, CI-sized); e.g.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -49,6 +50,29 @@ FUZZ = settings(
             or os.environ.get("XENT_FUZZ_SHRINK") == "1"],
     print_blob=True,
 )
+
+
+try:
+    from xent._kernels import _core as _CORE
+
+    _BEST = _CORE.simd_supported()
+    SIMD_PATHS = list(_CORE.SIMD_NAMES[: list(_CORE.SIMD_NAMES).index(_BEST) + 1])
+except (ImportError, AttributeError, ValueError):  # pragma: no cover
+    _CORE, SIMD_PATHS = None, ["default"]
+SIMD = st.sampled_from(SIMD_PATHS)
+
+
+@contextlib.contextmanager
+def simd_path(name):
+    """Run on one SIMD path (every example draws one), restoring the best path after."""
+    if _CORE is None or name == "default":
+        yield
+        return
+    _CORE.simd_select(name)
+    try:
+        yield
+    finally:
+        _CORE.simd_select(_BEST)
 
 
 def need(name):
@@ -157,13 +181,16 @@ def check_scalar_dtype(value, dtype):
     assert isinstance(value, np.generic) and value.dtype == dtype, (type(value), dtype)
 
 
-def run(fn, args, kwargs, expect_exc, check):
+def run(fn, args, kwargs, expect_exc, check, simd="default"):
     snap = snapshot(list(args) + [v for k, v in kwargs.items() if k != "out"])
-    if expect_exc is not None:
-        with pytest.raises(expect_exc):
-            fn(*args, **kwargs)
-    else:
-        check(fn(*args, **kwargs))
+    with simd_path(simd):
+        if expect_exc is not None:
+            with pytest.raises(expect_exc):
+                fn(*args, **kwargs)
+        else:
+            res = fn(*args, **kwargs)
+    if expect_exc is None:
+        check(res)
     assert_unmodified(snap)
 
 
@@ -185,9 +212,10 @@ def run(fn, args, kwargs, expect_exc, check):
                                            "out_noncontig", "out_readonly", "threads0",
                                            "threads_type", "out_ok", "inplace"]),
     nt=st.sampled_from([None, 1, 2, 3]),
+    simd=SIMD,
 )
 def test_fuzz_primitives(name, shape, dtype, lay, seed, specials, scale, axis_pick, keepdims,
-                         fault, nt):
+                         fault, nt, simd):
     fn = getattr(xent, name)
     rng = np.random.default_rng(seed)
     x = make_values(rng, shape, dtype, specials, scale)
@@ -246,7 +274,7 @@ def test_fuzz_primitives(name, shape, dtype, lay, seed, specials, scale, axis_pi
             assert res is kwargs["out"]
         check_close(res, exp, cdt, name)
 
-    run(fn, (x_in,), kwargs, expect_exc, check)
+    run(fn, (x_in,), kwargs, expect_exc, check, simd)
 
 
 # ---------------------------------------------------------------------------- class-target losses
@@ -425,6 +453,7 @@ def class_reference(family, x64, t, kw, soft):
 def test_fuzz_class_losses(family, data):
     need(family)
     case = data.draw(class_case(family))
+    simd = data.draw(SIMD)
     expect_exc = apply_class_fault(case, family)
     form = case["form"]
     name = {"loss": family, "grad": family + "_grad", "and_grad": family + "_and_grad"}[form]
@@ -439,7 +468,7 @@ def test_fuzz_class_losses(family, data):
     elif form != "loss" and case["out_kind"] == "fresh" and expect_exc is None:
         kw["out"] = np.full(x.shape, 5.0, dtype=conv(x)[0])
     if expect_exc is not None:
-        run(fn, args, kw, expect_exc, None)
+        run(fn, args, kw, expect_exc, None, simd)
         return
 
     cdt, x64 = conv(x)
@@ -483,7 +512,7 @@ def test_fuzz_class_losses(family, data):
             check_loss(loss)
             check_grad(g)
 
-    run(fn, args, kw, None, check)
+    run(fn, args, kw, None, check, simd)
 
     if form == "and_grad" and case["out_kind"] == "inplace" and cdt == x.dtype:
         buf = np.array(x, copy=True)  # out=logits writes the gradient in place
@@ -512,9 +541,10 @@ def test_fuzz_class_losses(family, data):
     top_k=st.integers(0, 4),
     temperature=st.sampled_from([1.0, 0.5, 2.0]),
     with_target=st.booleans(),
+    simd=SIMD,
 )
 def test_fuzz_metrics(name, shape, dtype, lay, seed, ignore_index, fault, n_bins, top_k,
-                      temperature, with_target):
+                      temperature, with_target, simd):
     fn = need(name)
     rng = np.random.default_rng(seed)
     c = shape[-1]
@@ -554,7 +584,7 @@ def test_fuzz_metrics(name, shape, dtype, lay, seed, ignore_index, fault, n_bins
         t = None
     args = (layout(x, lay), t)
     if expect_exc is not None:
-        run(fn, args, kw, expect_exc, None)
+        run(fn, args, kw, expect_exc, None, simd)
         return
     cdt, x64 = conv(x)
 
@@ -597,7 +627,7 @@ def test_fuzz_metrics(name, shape, dtype, lay, seed, ignore_index, fault, n_bins
             if cdt == np.float64 and temperature == 1.0:
                 np.testing.assert_array_equal(res.top_indices, exp["top_indices"])
 
-    run(fn, args, kw, None, check)
+    run(fn, args, kw, None, check, simd)
 
 
 # ---------------------------------------------------------------------------- elementwise / KL
@@ -619,8 +649,9 @@ ELEMENTWISE = ["binary_cross_entropy_with_logits", "sigmoid_focal_loss", "binary
                                            "prob_range", "temperature", "out_shape",
                                            "out_readonly", "threads0"]),
     opt=st.integers(0, 3),
+    simd=SIMD,
 )
-def test_fuzz_elementwise(family, shape, dtype, lay, seed, form, reduction, fault, opt):
+def test_fuzz_elementwise(family, shape, dtype, lay, seed, form, reduction, fault, opt, simd):
     need(family)
     fn = need({"loss": family, "grad": family + "_grad", "and_grad": family + "_and_grad"}[form])
     rng = np.random.default_rng(seed)
@@ -682,7 +713,7 @@ def test_fuzz_elementwise(family, shape, dtype, lay, seed, form, reduction, faul
     if form == "grad":
         args.append(grad_output)
     if expect_exc is not None:
-        run(fn, args, kw, expect_exc, None)
+        run(fn, args, kw, expect_exc, None, simd)
         return
 
     cdt, x64 = conv(x)
@@ -718,7 +749,7 @@ def test_fuzz_elementwise(family, shape, dtype, lay, seed, form, reduction, faul
             s = np.max(np.abs(grad_el), initial=1.0) * np.max(np.abs(gfull), initial=1.0)
             check_close(grad, exp_grad, cdt, family + " grad", scale=s)
 
-    run(fn, args, kw, None, check)
+    run(fn, args, kw, None, check, simd)
 
 
 # ---------------------------------------------------------------------------- every export
