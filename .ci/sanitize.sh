@@ -64,10 +64,21 @@ env LD_PRELOAD="$PRE" \
     PYTHONPATH="$SITE:$WORK/tree/src:$WORK/tree/tests" \
     XENT_FUZZ_EXAMPLES="${XENT_FUZZ_EXAMPLES:-10}" \
     "$PY" -c 'import xent, sys; f = xent._kernels._core.__file__; print("xent from", f, "openmp:", xent.openmp_enabled()); assert sys.argv[1] in f' "$WORK/tree"
+# Reports also go to files: pytest's output capture swallows a report printed by a test
+# that aborts the process.
+set +e
 env LD_PRELOAD="$PRE" \
-    ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_stack_use_after_return=0:allocator_may_return_null=1" \
-    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+    ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_stack_use_after_return=0:allocator_may_return_null=1:log_path=$WORK/asan" \
+    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$WORK/ubsan" \
     PYTHONPATH="$SITE:$WORK/tree/src:$WORK/tree/tests" \
     XENT_FUZZ_EXAMPLES="${XENT_FUZZ_EXAMPLES:-10}" \
     "$PY" -m pytest -q -p no:cacheprovider "$@"
+rc=$?
+set -e
+if ls "$WORK"/asan.* "$WORK"/ubsan.* > /dev/null 2>&1; then
+    echo "sanitize: SANITIZER REPORTS:"
+    cat "$WORK"/asan.* "$WORK"/ubsan.* 2> /dev/null | grep -v "in _Py\|in PyObject_\|in Py_" | head -80
+    exit 1
+fi
+[ "$rc" -eq 0 ] || { echo "sanitize: pytest failed (exit $rc)"; exit "$rc"; }
 log "done: no sanitizer reports"
