@@ -28,7 +28,8 @@ log() { echo "[sanitize +$((SECONDS - t0))s] $*"; }
 mkdir -p "$WORK/tree"
 (cd "$SRC" && tar cf - --exclude=build --exclude='*.so' --exclude='_core.c' \
     --exclude=.git --exclude='.venv*' --exclude=__pycache__ --exclude=.hypothesis \
-    setup.py pyproject.toml MANIFEST.in src tests) | (cd "$WORK/tree" && tar xf -)
+    --exclude=dist --exclude='*.egg-info' --exclude=.pytest_cache --exclude=.benchmarks \
+    .) | (cd "$WORK/tree" && tar xf -)  # whole tree: some tests read README.md etc.
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
 # xent deliberately accepts misaligned NumPy arrays (tests/test_cross_entropy.py::
 # test_misaligned_logits_and_out) and the scalar path then loads floats through
