@@ -126,7 +126,7 @@ def _softmax_impl(x, axis, out, num_threads, log: bool):
     else:
         rows = _rows_last(work, ax)
         c = rows.shape[-1]
-        if rows is work:  # pragma: no cover - axis is last
+        if np.may_share_memory(rows, work):  # moveaxis over a length-1 axis is a view
             rows = rows.copy()
         flat = rows.reshape(math.prod(rows.shape[:-1]), c)
         _core.softmax_rows(flat, flat, nt, log)

@@ -1,0 +1,768 @@
+"""Hypothesis fuzzing of every public xent function.
+
+Each example builds random inputs (shapes with 0 rows / 1 class / leading axes, dtypes,
+C/Fortran/strided/negative-stride layouts, NaN/inf, targets, option values and out=
+buffers) with at most one deliberate fault, then checks that the call either returns
+the value of the independent float64 reference in ``_fuzz_reference.py`` or raises the
+exception type API.md documents for that fault -- and that no input was modified.
+
+Functions that are not in xent yet are skipped; they are covered as soon as they exist.
+Examples per test: ``XENT_FUZZ_EXAMPLES`` (default 25, CI-sized); e.g.
+``XENT_FUZZ_EXAMPLES=2000 python -m pytest tests/test_fuzz.py`` for a long run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import xent  # noqa: E402
+
+with warnings.catch_warnings():  # hypothesis' failure report imports libcst, which warns
+    warnings.simplefilter("ignore")
+    try:
+        import hypothesis.extra._patching  # noqa: F401
+    except Exception:  # noqa: BLE001 - optional
+        pass
+
+sys.path.insert(0, os.path.dirname(__file__))
+import _fuzz_reference as ref  # noqa: E402
+
+AXIS_ERROR = getattr(getattr(np, "exceptions", np), "AxisError", None) or np.AxisError  # noqa: NPY201
+N_EXAMPLES = int(os.environ.get("XENT_FUZZ_EXAMPLES", "25"))
+FUZZ = settings(
+    max_examples=N_EXAMPLES,
+    deadline=None,
+    derandomize=os.environ.get("XENT_FUZZ_RANDOM", "0") == "0",
+    suppress_health_check=list(HealthCheck),
+    database=None,
+    # shrinking a failure can take minutes; XENT_FUZZ_SHRINK=1 turns it on for debugging
+    phases=[p for p in Phase if p not in (Phase.shrink, Phase.explain)
+            or os.environ.get("XENT_FUZZ_SHRINK") == "1"],
+    print_blob=True,
+)
+
+
+try:
+    from xent._kernels import _core as _CORE
+
+    _BEST = _CORE.simd_supported()
+    SIMD_PATHS = list(_CORE.SIMD_NAMES[: list(_CORE.SIMD_NAMES).index(_BEST) + 1])
+except (ImportError, AttributeError, ValueError):  # pragma: no cover
+    _CORE, SIMD_PATHS = None, ["default"]
+SIMD = st.sampled_from(SIMD_PATHS)
+
+
+@contextlib.contextmanager
+def simd_path(name):
+    """Run on one SIMD path (every example draws one), restoring the best path after."""
+    if _CORE is None or name == "default":
+        yield
+        return
+    _CORE.simd_select(name)
+    try:
+        yield
+    finally:
+        _CORE.simd_select(_BEST)
+
+
+def need(name):
+    fn = getattr(xent, name, None)
+    if fn is None:
+        pytest.skip(f"xent.{name} is not implemented yet")
+    return fn
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def layout(arr: np.ndarray, kind: str) -> np.ndarray:
+    """The same values in another memory layout."""
+    if kind == "readonly":
+        a = arr.copy()
+        a.flags.writeable = False
+        return a
+    if arr.ndim == 0 or kind == "c":
+        return arr
+    if kind == "f":
+        return np.asfortranarray(arr)
+    if kind == "strided":
+        big = np.zeros(arr.shape[:-1] + (2 * arr.shape[-1] + 1,), dtype=arr.dtype)
+        big[..., 1::2] = arr
+        return big[..., 1::2]
+    if kind == "neg":
+        return np.ascontiguousarray(arr[..., ::-1])[..., ::-1]
+    raise AssertionError(kind)
+
+
+LAYOUTS = st.sampled_from(["c", "c", "f", "strided", "neg", "readonly"])
+FLOAT_DTYPES = st.sampled_from([np.float32, np.float64, np.float64, np.float16])
+BAD_DTYPES = [np.int32, np.int64, np.bool_, np.complex128, object]
+
+
+@st.composite
+def shapes(draw, min_c=1):
+    lead = draw(st.lists(st.integers(0, 4), min_size=0, max_size=3))
+    if draw(st.booleans()):
+        lead = [d if d else 1 for d in lead]  # mostly non-empty
+    c = draw(st.one_of(st.integers(min_c, 9), st.sampled_from([16, 17, 33, 70])))
+    return tuple(lead) + (c,)
+
+
+def make_values(rng, shape, dtype, specials: bool, scale: float):
+    x = rng.standard_normal(shape) * scale
+    if rng.random() < 0.25 and x.size:  # ties / repeated values
+        x = np.round(x)
+    if specials and x.size:
+        k = rng.integers(1, 4)
+        idx = rng.integers(0, x.size, size=k)
+        x.reshape(-1)[idx] = rng.choice([np.nan, np.inf, -np.inf], size=k)
+    return x.astype(dtype)
+
+
+def conv(x):
+    """What xent computes in: float16 -> float32; returns (dtype, float64 copy)."""
+    x = np.asarray(x)
+    dt = np.dtype(np.float32) if x.dtype == np.float16 else x.dtype
+    return dt, np.asarray(x, dtype=dt).astype(np.float64)
+
+
+# ---------------------------------------------------------------------------- checking
+
+
+def snapshot(objs):
+    out = []
+    for o in objs:
+        if isinstance(o, np.ndarray):
+            out.append((o, o.copy(), o.dtype, o.shape, o.strides))
+    return out
+
+
+def assert_unmodified(snap):
+    for arr, copy, dt, shp, strides in snap:
+        assert arr.dtype == dt and arr.shape == shp and arr.strides == strides
+        if arr.dtype == object:
+            assert all(a is b or a == b for a, b in zip(arr.ravel(), copy.ravel()))
+        else:
+            assert arr.tobytes() == copy.tobytes(), "an input array was modified"
+
+
+def tol(dtype):
+    return (1e-10, 1e-10) if np.dtype(dtype) == np.float64 else (3e-5, 3e-5)
+
+
+def check_close(actual, expected, dtype, what="", scale=None):
+    actual = np.asarray(actual)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    rtol, atol = tol(dtype)
+    fin = np.isfinite(expected)
+    mag = np.max(np.abs(expected[fin])) if fin.any() else 1.0
+    if scale is not None and np.isfinite(scale):
+        mag = max(mag, scale)
+    a64 = actual.astype(np.float64)
+    np.testing.assert_array_equal(np.isnan(a64), np.isnan(expected), err_msg=f"{what}: NaN")
+    inf = np.isinf(expected)
+    np.testing.assert_array_equal(a64[inf], expected[inf], err_msg=f"{what}: inf")
+    np.testing.assert_allclose(a64[fin], expected[fin], rtol=rtol, atol=atol * max(mag, 1.0),
+                               err_msg=what)
+
+
+def check_scalar_dtype(value, dtype):
+    assert isinstance(value, np.generic) and value.dtype == dtype, (type(value), dtype)
+
+
+def run(fn, args, kwargs, expect_exc, check, simd="default"):
+    snap = snapshot(list(args) + [v for k, v in kwargs.items() if k != "out"])
+    with simd_path(simd):
+        if expect_exc is not None:
+            with pytest.raises(expect_exc):
+                fn(*args, **kwargs)
+        else:
+            res = fn(*args, **kwargs)
+    if expect_exc is None:
+        check(res)
+    assert_unmodified(snap)
+
+
+# ---------------------------------------------------------------------------- primitives
+
+
+@FUZZ
+@given(
+    name=st.sampled_from(["logsumexp", "softmax", "log_softmax"]),
+    shape=shapes(min_c=0),
+    dtype=FLOAT_DTYPES,
+    lay=LAYOUTS,
+    seed=st.integers(0, 2**32 - 1),
+    specials=st.booleans(),
+    scale=st.sampled_from([0.1, 3.0, 30.0, 1e3]),
+    axis_pick=st.integers(-4, 4),
+    keepdims=st.booleans(),
+    fault=st.sampled_from(["none"] * 6 + ["dtype", "axis", "out_shape", "out_dtype",
+                                           "out_noncontig", "out_readonly", "threads0",
+                                           "threads_type", "out_ok", "inplace"]),
+    nt=st.sampled_from([None, 1, 2, 3]),
+    simd=SIMD,
+)
+def test_fuzz_primitives(name, shape, dtype, lay, seed, specials, scale, axis_pick, keepdims,
+                         fault, nt, simd):
+    fn = getattr(xent, name)
+    rng = np.random.default_rng(seed)
+    x = make_values(rng, shape, dtype, specials, scale)
+    ndim = len(shape)
+    axis = axis_pick if -ndim <= axis_pick < ndim else -1
+    kwargs = {"axis": axis, "num_threads": nt}
+    if name == "logsumexp":
+        kwargs["keepdims"] = keepdims
+    cdt, x64 = conv(x)
+    if name == "logsumexp":
+        exp = ref.logsumexp(x64, axis, keepdims=False)
+        if keepdims:
+            exp = np.expand_dims(exp, axis)
+    else:
+        exp = getattr(ref, name)(x64, axis)
+    expect_exc = None
+    if fault == "dtype":
+        x = make_values(rng, shape, np.float64, False, 3.0).astype(
+            BAD_DTYPES[rng.integers(len(BAD_DTYPES))])
+        expect_exc = TypeError
+    elif fault == "axis":
+        kwargs["axis"] = ndim + int(rng.integers(0, 3))
+        expect_exc = AXIS_ERROR
+    elif fault.startswith("out_") and fault != "out_ok":
+        good = np.empty(exp.shape, dtype=cdt)
+        kwargs["out"] = {
+            "out_shape": np.empty(exp.shape + (1,), dtype=cdt),
+            "out_dtype": np.empty(exp.shape, dtype=np.float64 if cdt == np.float32
+                                  else np.float32),
+            "out_noncontig": layout(good, "strided") if good.ndim and good.size > 1 else None,
+            "out_readonly": layout(good, "readonly"),
+        }[fault]
+        if kwargs["out"] is None:
+            kwargs["out"] = np.empty(exp.shape + (2,), dtype=cdt)
+        expect_exc = ValueError
+    elif fault == "threads0":
+        kwargs["num_threads"] = 0
+        expect_exc = ValueError
+    elif fault == "threads_type":
+        kwargs["num_threads"] = 1.5
+        expect_exc = TypeError
+    elif fault == "out_ok":
+        kwargs["out"] = np.full(exp.shape, 7.0, dtype=cdt)
+    x_in = layout(x, lay)
+
+    if fault == "inplace" and name != "logsumexp" and x.dtype != np.float16:
+        buf = np.array(x, copy=True)  # out=x is the documented in-place form
+        res = fn(buf, axis=axis, out=buf, num_threads=nt)
+        assert res is buf
+        check_close(res, exp, cdt, name)
+        return
+
+    def check(res):
+        assert isinstance(res, np.ndarray) and res.dtype == cdt
+        if "out" in kwargs:
+            assert res is kwargs["out"]
+        check_close(res, exp, cdt, name)
+
+    run(fn, (x_in,), kwargs, expect_exc, check, simd)
+
+
+# ---------------------------------------------------------------------------- class-target losses
+
+# name -> options it takes (beyond logits, target, ignore_index, reduction, num_threads)
+CLASS_FAMILIES = {
+    "cross_entropy": ("weight", "label_smoothing", "z_loss", "softcap", "sample_weight",
+                      "soft"),
+    "nll_loss": ("weight",),
+    "focal_loss": ("gamma", "alpha"),
+}
+FAULTS = ["none"] * 8 + [
+    "logits_dtype", "target_shape", "target_oob", "target_dtype", "target_float",
+    "reduction", "weight_shape", "zero_classes", "logits_0d", "threads0",
+    "label_smoothing", "softcap", "z_loss", "gamma", "soft_ignore", "grad_output",
+    "out_shape", "out_dtype", "out_noncontig", "out_readonly",
+]
+
+
+@st.composite
+def class_case(draw, family):
+    opts = CLASS_FAMILIES[family]
+    shape = draw(shapes())
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    dtype = draw(FLOAT_DTYPES)
+    form = draw(st.sampled_from(["loss", "grad", "and_grad"]))
+    fault = draw(st.sampled_from(FAULTS))
+    specials = draw(st.booleans()) and form == "loss" and family == "cross_entropy"
+    scale = draw(st.sampled_from([0.1, 3.0, 30.0, 1e3]))
+    c = shape[-1]
+    if family == "nll_loss":  # log-probabilities, but any real values are allowed
+        x = np.log(rng.dirichlet(np.ones(c), size=shape[:-1])).astype(dtype)
+    else:
+        x = make_values(rng, shape, dtype, specials, scale)
+    ignore_index = draw(st.sampled_from([-100, -100, 0, -1, c + 5]))
+    t = rng.integers(0, c, size=shape[:-1])
+    if t.size and draw(st.booleans()):
+        t.reshape(-1)[rng.random(t.size) < 0.3] = ignore_index
+        if ignore_index >= 0:  # valid classes equal to ignore_index are ignored too
+            pass
+    t = t.astype(draw(st.sampled_from([np.int64, np.int32, np.int8, np.uint8, np.int16]))
+                 if t.size == 0 or (t.min() >= 0 and t.max() < 128) else np.int64)
+    kw = {"ignore_index": ignore_index,
+          "reduction": draw(st.sampled_from(["mean", "sum", "none"])),
+          "num_threads": draw(st.sampled_from([None, 1, 2, 4]))}
+    soft = "soft" in opts and ignore_index == -100 and draw(st.integers(0, 4)) == 0
+    if soft:
+        t = rng.dirichlet(np.ones(c), size=shape[:-1]).astype(
+            draw(st.sampled_from([np.float32, np.float64])))
+        x = make_values(rng, shape, dtype, False, scale)  # finite logits with soft targets
+    if "weight" in opts and draw(st.booleans()):
+        kw["weight"] = rng.uniform(0.1, 2.0, size=c)
+    if "label_smoothing" in opts and draw(st.booleans()):
+        kw["label_smoothing"] = float(draw(st.sampled_from([0.0, 0.1, 0.5, 1.0])))
+    if "z_loss" in opts and draw(st.booleans()):
+        kw["z_loss"] = float(draw(st.sampled_from([0.0, 1e-4, 0.1])))
+    if "softcap" in opts and draw(st.booleans()):
+        kw["softcap"] = float(draw(st.sampled_from([1.0, 15.0, 30.0])))
+    if "sample_weight" in opts and draw(st.booleans()):
+        kw["sample_weight"] = rng.uniform(0.0, 2.0, size=shape[:-1])
+    if "gamma" in opts:
+        kw["gamma"] = float(draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0])))
+    if "alpha" in opts:
+        a = draw(st.sampled_from(["none", "float", "array"]))
+        if a == "float":
+            kw["alpha"] = 0.25
+        elif a == "array":
+            kw["alpha"] = rng.uniform(0.1, 1.0, size=c)
+    grad_output = 1.0
+    if form == "grad":
+        if kw["reduction"] == "none" and draw(st.booleans()):
+            grad_output = rng.uniform(-2, 2, size=shape[:-1])
+        else:
+            grad_output = float(draw(st.sampled_from([1.0, 0.5, -3.0])))
+    lay = draw(LAYOUTS)
+    return dict(x=x, t=t, kw=kw, form=form, fault=fault, soft=soft, rng=rng,
+                grad_output=grad_output, lay=lay, tlay=draw(LAYOUTS),
+                out_kind=draw(st.sampled_from([None, None, "fresh", "inplace"])))
+
+
+def apply_class_fault(case, family):
+    """Mutate the case for its fault; return the expected exception type (or None)."""
+    fault, rng, kw = case["fault"], case["rng"], case["kw"]
+    x, t = case["x"], case["t"]
+    c = x.shape[-1]
+    opts = CLASS_FAMILIES[family]
+    if fault == "logits_dtype":
+        clean = np.nan_to_num(x.astype(np.float64), posinf=1.0, neginf=-1.0)
+        case["x"] = clean.astype(BAD_DTYPES[rng.integers(len(BAD_DTYPES))])
+        return TypeError
+    if fault == "target_shape":
+        case["t"] = np.zeros(t.shape[:-1] + (t.shape[-1] + 1,) if t.ndim else (2,),
+                             dtype=t.dtype)
+        return ValueError
+    if fault == "target_oob" and not case["soft"] and t.size:
+        tt = t.astype(np.int64)
+        bad = int(rng.choice([c, c + 1000, -1, -2**40, 2**40]))
+        if bad == kw["ignore_index"]:
+            bad = c + 1 if bad != c + 1 else c + 2
+        tt.reshape(-1)[rng.integers(t.size)] = bad
+        case["t"] = tt
+        return IndexError
+    if fault == "target_dtype":
+        case["t"] = np.zeros(t.shape, dtype=[np.bool_, np.complex64, object][rng.integers(3)])
+        return TypeError
+    if fault == "target_float" and not case["soft"]:
+        case["t"] = t.astype(np.float64) if t.dtype.kind != "f" else t
+        return TypeError if "soft" not in opts else ValueError  # soft needs logits' shape
+    if fault == "reduction":
+        kw["reduction"] = ["avg", "MEAN", "", None, "batchmean"][rng.integers(5)]
+        return ValueError
+    if fault == "weight_shape" and "weight" in opts:
+        kw["weight"] = np.ones(c + 1)
+        return ValueError
+    if fault == "zero_classes":
+        case["x"] = np.zeros(x.shape[:-1] + (0,), dtype=x.dtype)
+        return ValueError
+    if fault == "logits_0d":
+        case["x"] = np.float64(1.0)
+        case["t"] = np.int64(0)
+        return ValueError
+    if fault == "threads0":
+        kw["num_threads"] = 0
+        return ValueError
+    if fault == "label_smoothing" and "label_smoothing" in opts:
+        kw["label_smoothing"] = float(rng.choice([-0.1, 1.5, np.nan]))
+        return ValueError
+    if fault == "softcap" and "softcap" in opts:
+        kw["softcap"] = float(rng.choice([0.0, -1.0, np.nan]))
+        return ValueError
+    if fault == "z_loss" and "z_loss" in opts:
+        kw["z_loss"] = -1.0
+        return ValueError
+    if fault == "gamma" and "gamma" in opts:
+        kw["gamma"] = -0.5
+        return ValueError
+    if fault == "soft_ignore" and case["soft"]:
+        kw["ignore_index"] = 3
+        return ValueError
+    if fault == "grad_output" and case["form"] == "grad":
+        lead = x.shape[:-1]
+        case["grad_output"] = np.ones(lead + (2,))
+        return ValueError
+    if fault.startswith("out_") and case["form"] != "loss":
+        cdt = conv(x)[0]
+        good = np.empty(x.shape, dtype=cdt)
+        if fault == "out_shape":
+            case["out"] = np.empty(x.shape + (1,), dtype=cdt)
+        elif fault == "out_dtype":
+            case["out"] = np.empty(x.shape, dtype=np.float64 if cdt == np.float32
+                                   else np.float32)
+        elif fault == "out_noncontig":
+            case["out"] = (layout(good, "strided") if good.size > 1
+                           else np.empty(x.shape + (2,), dtype=cdt))
+        else:
+            case["out"] = layout(good, "readonly")
+        return ValueError
+    case["fault"] = "none"
+    return None
+
+
+def class_reference(family, x64, t, kw, soft):
+    keys = {"ignore_index"} | set(CLASS_FAMILIES[family]) - {"soft"}
+    rkw = {k: v for k, v in kw.items() if k in keys}
+    if family == "cross_entropy":
+        return ref.cross_entropy(x64, t, **rkw)
+    if family == "nll_loss":
+        return ref.nll_loss(x64, t, **rkw)
+    return ref.focal_loss(x64, t, **rkw)
+
+
+@pytest.mark.parametrize("family", list(CLASS_FAMILIES))
+@FUZZ
+@given(data=st.data())
+def test_fuzz_class_losses(family, data):
+    need(family)
+    case = data.draw(class_case(family))
+    simd = data.draw(SIMD)
+    expect_exc = apply_class_fault(case, family)
+    form = case["form"]
+    name = {"loss": family, "grad": family + "_grad", "and_grad": family + "_and_grad"}[form]
+    fn = need(name)
+    x, t, kw = case["x"], case["t"], dict(case["kw"])
+    args = [layout(x, case["lay"]) if isinstance(x, np.ndarray) and x.dtype != object else x,
+            layout(t, case["tlay"]) if isinstance(t, np.ndarray) and t.ndim else t]
+    if form == "grad":
+        args.append(case["grad_output"])
+    if "out" in case:
+        kw["out"] = case["out"]
+    elif form != "loss" and case["out_kind"] == "fresh" and expect_exc is None:
+        kw["out"] = np.full(x.shape, 5.0, dtype=conv(x)[0])
+    if expect_exc is not None:
+        run(fn, args, kw, expect_exc, None, simd)
+        return
+
+    cdt, x64 = conv(x)
+    loss_rows, grad_rows, denom = class_reference(family, x64, t, kw, case["soft"])
+    red = kw["reduction"]
+    exp_loss = ref.reduce_loss(loss_rows, red, denom)
+    gscale = ref.grad_scale(red, case["grad_output"] if form == "grad" else 1.0, denom,
+                            x.shape[:-1])
+    with np.errstate(all="ignore"):
+        # a zero row gradient (ignored rows) stays exactly zero even when 1/denom is inf
+        exp_grad = np.where(grad_rows == 0, 0.0, grad_rows * gscale[..., None])
+    if family == "cross_entropy" and kw.get("softcap") is not None and red != "none":
+        pass
+    loss_scale = np.max(np.abs(loss_rows[np.isfinite(loss_rows)]), initial=1.0)
+
+    def check_loss(loss):
+        if red == "none":
+            assert isinstance(loss, np.ndarray) and loss.dtype == cdt
+            check_close(loss, exp_loss, cdt, f"{name} loss")
+        else:
+            check_scalar_dtype(loss, cdt)
+            check_close(loss, exp_loss, cdt, f"{name} loss", scale=loss_scale)
+
+    def check_grad(g):
+        assert isinstance(g, np.ndarray) and g.dtype == cdt and g.shape == x.shape
+        if "out" in kw:
+            assert g is kw["out"]
+        gs = np.max(np.abs(grad_rows), initial=1.0) * np.max(np.abs(gscale), initial=1.0)
+        check_close(g, exp_grad, cdt, f"{name} grad", scale=gs)
+        if not case["soft"] and t.size:  # ignored rows: exactly zero
+            ign = np.asarray(t) == kw["ignore_index"]
+            assert np.all(g[ign] == 0)
+
+    def check(res):
+        if form == "loss":
+            check_loss(res)
+        elif form == "grad":
+            check_grad(res)
+        else:
+            loss, g = res
+            check_loss(loss)
+            check_grad(g)
+
+    run(fn, args, kw, None, check, simd)
+
+    if form == "and_grad" and case["out_kind"] == "inplace" and cdt == x.dtype:
+        buf = np.array(x, copy=True)  # out=logits writes the gradient in place
+        kw2 = {k: v for k, v in kw.items() if k != "out"}
+        loss, g = fn(buf, t, out=buf, **kw2)
+        assert g is buf
+        check_loss(loss)
+        check_grad(g)
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+@pytest.mark.parametrize("name", ["perplexity", "expected_calibration_error", "token_scores"])
+@FUZZ
+@given(
+    shape=shapes(),
+    dtype=FLOAT_DTYPES,
+    lay=LAYOUTS,
+    seed=st.integers(0, 2**32 - 1),
+    ignore_index=st.sampled_from([-100, 1]),
+    fault=st.sampled_from(["none"] * 6 + ["logits_dtype", "target_oob", "target_float",
+                                           "target_shape", "zero_classes", "n_bins",
+                                           "top_k", "temperature"]),
+    n_bins=st.sampled_from([1, 3, 15]),
+    top_k=st.integers(0, 4),
+    temperature=st.sampled_from([1.0, 0.5, 2.0]),
+    with_target=st.booleans(),
+    simd=SIMD,
+)
+def test_fuzz_metrics(name, shape, dtype, lay, seed, ignore_index, fault, n_bins, top_k,
+                      temperature, with_target, simd):
+    fn = need(name)
+    rng = np.random.default_rng(seed)
+    c = shape[-1]
+    x = make_values(rng, shape, dtype, False, 3.0)
+    t = rng.integers(0, c, size=shape[:-1])
+    if t.size:
+        t.reshape(-1)[rng.random(t.size) < 0.2] = ignore_index
+    kw = {"ignore_index": ignore_index}
+    if name == "expected_calibration_error":
+        kw["n_bins"] = n_bins
+    if name == "token_scores":
+        top_k = min(top_k, c)
+        kw.update(top_k=top_k, temperature=temperature)
+    expect_exc = None
+    if fault == "logits_dtype":
+        x, expect_exc = x.astype(np.int64), TypeError
+    elif fault == "target_oob" and t.size:
+        t = t.copy()
+        t.reshape(-1)[0] = c if c != ignore_index else c + 1
+        expect_exc = IndexError
+    elif fault == "target_float" and t.size:
+        t, expect_exc = t.astype(np.float64), TypeError
+    elif fault == "target_shape":
+        t, expect_exc = np.zeros(shape[:-1] + (3,), dtype=np.int64), ValueError
+    elif fault == "zero_classes":
+        x, t, expect_exc = np.zeros(shape[:-1] + (0,), dtype=dtype), t, ValueError
+    elif fault == "n_bins" and name == "expected_calibration_error":
+        kw["n_bins"], expect_exc = int(rng.choice([0, -1])), ValueError
+    elif fault == "top_k" and name == "token_scores":
+        kw["top_k"], expect_exc = int(rng.choice([c + 1, -1])), ValueError
+    elif fault == "temperature" and name == "token_scores":
+        kw["temperature"], expect_exc = float(rng.choice([0.0, -1.0])), ValueError
+    if name == "token_scores" and not with_target and expect_exc in (None, IndexError,
+                                                                     TypeError):
+        if fault in ("target_oob", "target_float"):
+            return
+        t = None
+    args = (layout(x, lay), t)
+    if expect_exc is not None:
+        run(fn, args, kw, expect_exc, None, simd)
+        return
+    cdt, x64 = conv(x)
+
+    def check(res):
+        if name == "perplexity":
+            check_scalar_dtype(res, np.float64)
+            check_close(res, ref.perplexity(x64, t, ignore_index=ignore_index), cdt, name)
+        elif name == "expected_calibration_error":
+            check_scalar_dtype(res, np.float64)
+            exp = ref.expected_calibration_error(x64, t, n_bins=n_bins,
+                                                 ignore_index=ignore_index)
+            conf, _ = ref.ece_confidences(x64)
+            edges = np.linspace(0, 1, n_bins + 1)
+            near_edge = conf.size and np.min(np.abs(conf[:, None] - edges[None, :])) < 1e-5
+            if np.isnan(exp):
+                assert np.isnan(res)
+            elif near_edge and cdt == np.float32:
+                assert 0.0 <= res <= 1.0
+            else:
+                check_close(res, exp, cdt, name)
+        else:
+            exp = ref.token_scores(x64, t, **kw)
+            lead = shape[:-1]
+            for field in ("logsumexp", "entropy"):
+                v = getattr(res, field)
+                assert v.shape == lead and v.dtype == cdt, field
+                check_close(v, exp[field], cdt, field)
+            if t is None:
+                assert res.logprob is None and res.rank is None
+            else:
+                check_close(res.logprob, exp["logprob"], cdt, "logprob")
+                assert res.rank.dtype == np.int64 and res.rank.shape == lead
+                if cdt == np.float64 and temperature == 1.0:
+                    np.testing.assert_array_equal(res.rank, exp["rank"])
+                else:
+                    assert np.all((res.rank == -1) == (exp["rank"] == -1))
+            assert res.top_indices.shape == lead + (kw["top_k"],)
+            assert res.top_indices.dtype == np.int64
+            check_close(res.top_logprobs, exp["top_logprobs"], cdt, "top_logprobs")
+            if cdt == np.float64 and temperature == 1.0:
+                np.testing.assert_array_equal(res.top_indices, exp["top_indices"])
+
+    run(fn, args, kw, None, check, simd)
+
+
+# ---------------------------------------------------------------------------- elementwise / KL
+
+ELEMENTWISE = ["binary_cross_entropy_with_logits", "sigmoid_focal_loss", "binary_cross_entropy",
+               "kl_div_with_logits"]
+
+
+@pytest.mark.parametrize("family", ELEMENTWISE)
+@FUZZ
+@given(
+    shape=shapes(),
+    dtype=FLOAT_DTYPES,
+    lay=LAYOUTS,
+    seed=st.integers(0, 2**32 - 1),
+    form=st.sampled_from(["loss", "grad", "and_grad"]),
+    reduction=st.sampled_from(["mean", "sum", "none", "batchmean"]),
+    fault=st.sampled_from(["none"] * 6 + ["logits_dtype", "target_shape", "reduction",
+                                           "prob_range", "temperature", "out_shape",
+                                           "out_readonly", "threads0"]),
+    opt=st.integers(0, 3),
+    simd=SIMD,
+)
+def test_fuzz_elementwise(family, shape, dtype, lay, seed, form, reduction, fault, opt, simd):
+    need(family)
+    fn = need({"loss": family, "grad": family + "_grad", "and_grad": family + "_and_grad"}[form])
+    rng = np.random.default_rng(seed)
+    kl = family == "kl_div_with_logits"
+    if reduction == "batchmean" and not kl:
+        reduction = "mean"
+    if family == "binary_cross_entropy":
+        x = rng.uniform(0.0, 1.0, size=shape).astype(dtype)
+        if x.size and opt == 0:
+            x.reshape(-1)[0] = rng.choice([0.0, 1.0])  # clamped log terms
+    else:
+        x = make_values(rng, shape, dtype, False, 4.0)
+    if kl:
+        y = make_values(rng, shape, dtype, False, 4.0)
+    else:
+        y = rng.uniform(0.0, 1.0, size=shape)
+        if opt == 1:
+            y = np.round(y)
+        y = y.astype(dtype)
+    kw = {"reduction": reduction, "num_threads": [None, 1, 2, 3][opt]}
+    rkw = {}
+    if family in ("binary_cross_entropy_with_logits", "binary_cross_entropy") and opt == 2:
+        kw["weight"] = rkw["weight"] = rng.uniform(0.1, 2.0, size=shape[-1:])
+    if family == "binary_cross_entropy_with_logits" and opt == 3:
+        kw["pos_weight"] = rkw["pos_weight"] = rng.uniform(0.1, 3.0, size=shape[-1:])
+    if family == "sigmoid_focal_loss":
+        kw["alpha"] = rkw["alpha"] = [0.25, -1.0, 0.5, 0.25][opt]
+        kw["gamma"] = rkw["gamma"] = [2.0, 0.0, 1.0, 3.0][opt]
+    if kl:
+        kw["temperature"] = rkw["temperature"] = [1.0, 2.0, 0.5, 4.0][opt]
+    grad_output = 1.0 if reduction != "none" or opt % 2 else rng.uniform(
+        -2, 2, size=shape[:-1] if kl else shape)
+    expect_exc = None
+    if fault == "logits_dtype":
+        x, expect_exc = x.astype(np.int32), TypeError
+    elif fault == "target_shape":
+        y, expect_exc = np.zeros(shape[:-1] + (shape[-1] + 1,), dtype=dtype), ValueError
+    elif fault == "reduction":
+        kw["reduction"], expect_exc = "avg", ValueError
+    elif fault == "prob_range" and family == "binary_cross_entropy" and x.size:
+        bad = [1.5, -0.5, np.nan][opt % 3]
+        if opt % 2:
+            x = x.copy()
+            x.reshape(-1)[0] = bad
+        else:
+            y = y.copy()
+            y.reshape(-1)[0] = bad
+        expect_exc = ValueError
+    elif fault == "temperature" and kl:
+        kw["temperature"], expect_exc = [0.0, -1.0][opt % 2], ValueError
+    elif fault in ("out_shape", "out_readonly") and form != "loss":
+        cdt = conv(x)[0]
+        kw["out"] = (np.empty(shape + (1,), dtype=cdt) if fault == "out_shape"
+                     else layout(np.empty(shape, dtype=cdt), "readonly"))
+        expect_exc = ValueError
+    elif fault == "threads0":
+        kw["num_threads"], expect_exc = 0, ValueError
+    args = [layout(x, lay), layout(y, lay)]
+    if form == "grad":
+        args.append(grad_output)
+    if expect_exc is not None:
+        run(fn, args, kw, expect_exc, None, simd)
+        return
+
+    cdt, x64 = conv(x)
+    y64 = np.asarray(y, dtype=cdt).astype(np.float64)
+    loss_el, grad_el, n_el = getattr(ref, family)(x64, y64, **rkw)
+    if kl:
+        denom = {"batchmean": max(int(np.prod(shape[:-1])), 0), "mean": n_el}.get(reduction, 1)
+    else:
+        denom = n_el
+    lead = loss_el.shape
+    exp_loss = ref.reduce_loss(loss_el, reduction, denom)
+    g = np.asarray(grad_output if form == "grad" else 1.0, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        if reduction in ("mean", "batchmean"):
+            g = g / np.float64(denom)
+        gfull = np.broadcast_to(g[..., None] if (kl and g.ndim) else g, x.shape)
+        exp_grad = grad_el * gfull
+    del lead
+
+    def check(res):
+        loss = res if form == "loss" else (res[0] if form == "and_grad" else None)
+        grad = res if form == "grad" else (res[1] if form == "and_grad" else None)
+        if loss is not None:
+            if reduction == "none":
+                assert isinstance(loss, np.ndarray) and loss.dtype == cdt
+                check_close(loss, exp_loss, cdt, family)
+            else:
+                check_scalar_dtype(loss, cdt)
+                s = np.max(np.abs(loss_el), initial=1.0)
+                check_close(loss, exp_loss, cdt, family, scale=s)
+        if grad is not None:
+            assert isinstance(grad, np.ndarray) and grad.dtype == cdt
+            s = np.max(np.abs(grad_el), initial=1.0) * np.max(np.abs(gfull), initial=1.0)
+            check_close(grad, exp_grad, cdt, family + " grad", scale=s)
+
+    run(fn, args, kw, None, check, simd)
+
+
+# ---------------------------------------------------------------------------- every export
+
+
+def test_every_public_function_is_fuzzed():
+    """New public callables must be added to one of the fuzz tables above."""
+    covered = {"logsumexp", "softmax", "log_softmax", "perplexity",
+               "expected_calibration_error", "token_scores", "get_num_threads",
+               "set_num_threads", "show_config", "openmp_enabled"}
+    for fam in list(CLASS_FAMILIES) + ELEMENTWISE:
+        covered |= {fam, fam + "_grad", fam + "_and_grad"}
+    public = {n for n in getattr(xent, "__all__", []) if callable(getattr(xent, n, None))
+              and not isinstance(getattr(xent, n), type)}
+    missing = sorted(public - covered)
+    assert not missing, f"not covered by tests/test_fuzz.py: {missing}"
