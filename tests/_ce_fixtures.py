@@ -14,23 +14,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xent._kernels import _core
-
 SIMD_PATHS = ("scalar", "avx2", "avx512")
 
 
-@pytest.fixture(params=SIMD_PATHS)
-def simd(request):
-    """Select each SIMD path in turn (skipped when the CPU lacks it)."""
-    best = _core.simd_supported()
-    if SIMD_PATHS.index(request.param) > SIMD_PATHS.index(best):
-        pytest.skip(f"CPU lacks {request.param} (best: {best})")
-    prev = _core.simd_active()
-    assert _core.simd_select(request.param) == request.param
-    try:
-        yield request.param
-    finally:
-        _core.simd_select(prev)
+# The `simd` fixture (one run per SIMD path) comes from tests/conftest.py.
 
 
 def rtol_for(dtype) -> float:

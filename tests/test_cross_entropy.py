@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _ce_fixtures import (  # noqa: F401  (simd is a fixture)
+from _ce_fixtures import (
     assert_close,
     finite_diff,
     make_probs,
     make_targets,
     manual_ce,
-    simd,
     torch_ce,
 )
 

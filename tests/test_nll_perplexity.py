@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _ce_fixtures import (  # noqa: F401  (simd is a fixture)
+from _ce_fixtures import (
     assert_close,
     make_targets,
-    simd,
     torch_ce,
     torch_nll,
 )

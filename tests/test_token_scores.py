@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import xent
-from xent._kernels import _core
 
 torch = pytest.importorskip("torch")
 
@@ -26,19 +25,10 @@ def dtype(request):
     return np.dtype(request.param)
 
 
-@pytest.fixture(params=SIMD_ORDER)
-def simd_path(request):
-    """Run on one SIMD path (skipped when the CPU lacks it); restores the best after."""
-    name = request.param
-    best = _core.simd_supported()
-    if SIMD_ORDER.index(name) > SIMD_ORDER.index(best):
-        pytest.skip(f"CPU lacks the {name} path (best: {best})")
-    before = _core.simd_active()
-    assert _core.simd_select(name) == name
-    try:
-        yield name
-    finally:
-        _core.simd_select(before)
+@pytest.fixture
+def simd_path(simd):
+    """One run per SIMD path: the shared `simd` fixture of tests/conftest.py."""
+    return simd
 
 
 @pytest.fixture

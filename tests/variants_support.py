@@ -9,8 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xent._kernels import _core
-
 DTYPES = [np.float32, np.float64]
 SIMD_ORDER = ["scalar", "avx2", "avx512"]
 REDUCTIONS = ["none", "mean", "sum"]
@@ -32,19 +30,10 @@ def assert_close(actual, expected, dtype, *, rtol=None, equal_nan=True):
     np.testing.assert_allclose(actual, expected, rtol=r, atol=r * scale, equal_nan=equal_nan)
 
 
-@pytest.fixture(params=SIMD_ORDER, name="simd_path")
-def simd_path_fixture(request):
-    """Run on one SIMD path (skipped when the CPU lacks it); restores the best after."""
-    name = request.param
-    best = _core.simd_supported()
-    if SIMD_ORDER.index(name) > SIMD_ORDER.index(best):
-        pytest.skip(f"CPU lacks the {name} path (best: {best})")
-    before = _core.simd_active()
-    assert _core.simd_select(name) == name
-    try:
-        yield name
-    finally:
-        _core.simd_select(before)
+@pytest.fixture(name="simd_path")
+def simd_path_fixture(simd):
+    """One run per SIMD path: the shared `simd` fixture of tests/conftest.py."""
+    return simd
 
 
 def torch_f64(a, requires_grad=False):
