@@ -381,8 +381,9 @@ static void ce_small_block(const XENT_T *x, const int64_t *target, int64_t r0, i
         for (j = 0; j < C; ++j) {
             xv o = xv_fmadd(av, cols[j], w ? xv_mul(bv, xv_set1(w[j])) : bv);
             o = xv_select(xv_eq(tv, xv_set1((XENT_T)j)), gt, o);
-            xv_scatter(gbase + j, C, xv_select(keep, o, xv_zero()), nr);
+            cols[j] = xv_select(keep, o, xv_zero());
         }
+        rows_block_store(gbase, C, nr, cols);
     }
 }
 

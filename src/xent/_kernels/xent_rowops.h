@@ -237,16 +237,38 @@ XENT_INLINE double row_sum_wide(const XENT_T *x, int64_t n)
  */
 #define XENT_SMALL_C 32
 
-/* Gather the block's columns; returns the per-row maximum. */
+/*
+ * Load the block's columns (a transpose through a small stack buffer: cheaper than
+ * gathers on current x86 cores); lanes k >= nr hold 0.  Returns the per-row maximum.
+ */
 XENT_INLINE xv rows_block_load(const XENT_T *xb, int64_t C, int64_t nr, xv *cols)
 {
+    XENT_T buf[XENT_SMALL_C * XV_N];
     xv m = xv_set1(xent_neg_inf());
-    int64_t j;
+    int64_t j, k;
+    for (k = 0; k < nr; ++k) {
+        const XENT_T *row = xb + k * C;
+        for (j = 0; j < C; ++j) buf[j * XV_N + k] = row[j];
+    }
+    for (k = nr; k < XV_N; ++k)
+        for (j = 0; j < C; ++j) buf[j * XV_N + k] = 0;
     for (j = 0; j < C; ++j) {
-        cols[j] = xv_gather(xb + j, C, nr);
+        cols[j] = xv_loadu(buf + j * XV_N);
         m = xv_max(m, cols[j]);
     }
     return m;
+}
+
+/* Store the block's columns back to rows (the inverse transpose); lanes k >= nr dropped. */
+XENT_INLINE void rows_block_store(XENT_T *gb, int64_t C, int64_t nr, const xv *cols)
+{
+    XENT_T buf[XENT_SMALL_C * XV_N];
+    int64_t j, k;
+    for (j = 0; j < C; ++j) xv_storeu(buf + j * XV_N, cols[j]);
+    for (k = 0; k < nr; ++k) {
+        XENT_T *row = gb + k * C;
+        for (j = 0; j < C; ++j) row[j] = buf[j * XV_N + k];
+    }
 }
 
 /* Next row to prefetch while processing row r of n_rows (NULL if none or rows too long). */
