@@ -238,7 +238,7 @@ static double ce_sumexp_split(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
         const int64_t len = (c0 + XENT_CHUNK < n) ? XENT_CHUNK : n - c0;
         double rc, kc, sxc;
         ce_sumexp_chunk(x + c0, len, m, e ? e + c0 : NULL, v ? v + c0 : NULL, w_sx != NULL, cap,
-                        prefetch ? prefetch + c0 : NULL, &rc, &kc, &sxc);
+                        row_prefetch_chunk(prefetch, c0), &rc, &kc, &sxc);
         r += rc;
         k += kc;
         sx += sxc;

@@ -76,7 +76,8 @@ XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e
         xv a0 = xv_zero(), a1 = xv_zero(), b0 = xv_zero();
         int64_t i = c0;
         for (; i + 2 * XV_N <= c1; i += 2 * XV_N) {
-            if (prefetch) { /* the next row, while this one is compute-bound in L2 */
+            if (prefetch && i * (int64_t)sizeof(XENT_T) < XENT_PREFETCH_MAX_ROW_BYTES) {
+                /* the next row (or chunk), while this one is compute-bound in L2 */
                 const char *pf = (const char *)(prefetch + i);
                 int off;
                 for (off = 0; off < (int)(2 * XV_N * sizeof(XENT_T)); off += 64) XENT_PREFETCH_L2(pf + off);
@@ -143,7 +144,8 @@ XENT_INLINE void row_max_sumexp(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T
             if (row_has_nan(x + c0, len)) s = (double)NAN;
             continue;
         }
-        s += row_sumexp(x + c0, len, m, NULL, NULL, NULL);
+        /* prefetch the next chunk while this one is exponentiated from L1 */
+        s += row_sumexp_ex(x + c0, len, m, NULL, NULL, NULL, 0, c0 + len < n ? x + c0 + len : NULL);
     }
     *m_out = m;
     *s_out = s;
@@ -274,8 +276,16 @@ XENT_INLINE void rows_block_store(XENT_T *gb, int64_t C, int64_t nr, const xv *c
 /* Next row to prefetch while processing row r of n_rows (NULL if none or rows too long). */
 XENT_INLINE const XENT_T *row_prefetch_target(const XENT_T *x, int64_t r, int64_t n_rows, int64_t n_cols)
 {
-    if (r + 1 >= n_rows || n_cols * (int64_t)sizeof(XENT_T) > XENT_PREFETCH_MAX_ROW_BYTES) return NULL;
-    return x + (r + 1) * n_cols;
+    (void)n_cols;
+    return r + 1 < n_rows ? x + (r + 1) * n_cols : NULL;
+}
+
+/* Prefetch pointer for the chunk starting at element c0 of the next row: only the
+ * first XENT_PREFETCH_MAX_ROW_BYTES of a row are prefetched, so that this row and
+ * the prefetched part of the next one fit in L2 together. */
+XENT_INLINE const XENT_T *row_prefetch_chunk(const XENT_T *next_row, int64_t c0)
+{
+    return (next_row && c0 * (int64_t)sizeof(XENT_T) < XENT_PREFETCH_MAX_ROW_BYTES) ? next_row + c0 : NULL;
 }
 
 /* Sum of doubles in a fixed order (eight chains, then pairwise). */
