@@ -501,7 +501,10 @@ def measure(impls: dict, st: Settings) -> dict:
     OpenMP pool has gone idle.
     """
     names = list(impls)
-    pause = st.pause_s if len(names) > 1 else 0.0
+    # The same pause whether one or several providers run, so that a provider timed
+    # alone (the default-environment PyTorch pass) is measured under the same
+    # conditions (idle thread pool) as in the shared pass.
+    pause = st.pause_s
     inner = {}
     for n in names:  # warm-up, and calibrate blocks of back-to-back calls
         impl = impls[n]
