@@ -165,60 +165,6 @@ XENT_INLINE ce_coefs_t ce_class_coefs(XENT_T m, double s, double rest, double sx
     return k;
 }
 
-/* One chunk of ce_sumexp_split: float-lane sums of the exponentials below 1 (*r), of
- * the others (*k: the maxima's 1's, or NaN) and, if want_sx, of v * (x - m). */
-XENT_INLINE void ce_sumexp_chunk(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
-                                 const XENT_T *XENT_RESTRICT v, int want_sx, XENT_T cap,
-                                 const XENT_T *prefetch, double *r, double *k, double *sx)
-{
-    const xv vm = xv_set1(m), one = xv_set1((XENT_T)1), zero = xv_zero();
-    xv a0 = xv_zero(), a1 = xv_zero(), k0 = xv_zero(), b0 = xv_zero();
-    int64_t i = 0;
-    for (; i + 2 * XV_N <= n; i += 2 * XV_N) {
-        if (prefetch) { /* the next row, while this one is compute-bound in L2 */
-            const char *pf = (const char *)(prefetch + i);
-            int off;
-            for (off = 0; off < (int)(2 * XV_N * sizeof(XENT_T)); off += 64) XENT_PREFETCH_L2(pf + off);
-        }
-        {
-            xv d0 = xv_sub(xv_cap(xv_loadu(x + i), cap), vm);
-            xv d1 = xv_sub(xv_cap(xv_loadu(x + i + XV_N), cap), vm);
-            xv e0 = xv_exp(d0), e1 = xv_exp(d1);
-            xm l0 = xv_gt(one, e0), l1 = xv_gt(one, e1);
-            if (e) { xv_storeu(e + i, e0); xv_storeu(e + i + XV_N, e1); }
-            a0 = xv_add(a0, xv_select(l0, e0, zero));
-            a1 = xv_add(a1, xv_select(l1, e1, zero));
-            k0 = xv_add(k0, xv_add(xv_select(l0, zero, e0), xv_select(l1, zero, e1)));
-            if (want_sx) {
-                if (v) {
-                    b0 = xv_fmadd(xv_loadu(v + i), d0, b0);
-                    b0 = xv_fmadd(xv_loadu(v + i + XV_N), d1, b0);
-                } else {
-                    b0 = xv_add(b0, xv_add(d0, d1));
-                }
-            }
-        }
-    }
-    for (; i < n; i += XV_N) {
-        const int64_t cnt = n - i;
-        const xm valid = xv_gt(xv_set1((XENT_T)cnt), xv_lane_index());
-        /* lanes past the end: d = -inf for the sums (exp gives 0), 0 for sx */
-        xv d = xv_sub(xv_cap(xv_load_part(x + i, cnt, 0), cap), vm);
-        xv e0 = xv_exp(xv_select(valid, d, xv_set1(xent_neg_inf())));
-        xm l0 = xv_gt(one, e0);
-        if (e) xv_store_part(e + i, e0, cnt);
-        a0 = xv_add(a0, xv_select(l0, e0, zero));
-        k0 = xv_add(k0, xv_select(l0, zero, e0));
-        if (want_sx) {
-            xv dz = xv_select(valid, d, xv_zero());
-            b0 = v ? xv_fmadd(xv_load_part(v + i, cnt, 0), dz, b0) : xv_add(b0, dz);
-        }
-    }
-    *r = xv_hsum(xv_add(a0, a1));
-    *k = xv_hsum(k0);
-    *sx = want_sx ? xv_hsum(b0) : 0.0;
-}
-
 /*
  * row_sumexp_ex (same arguments and stored exponentials) that keeps the exact 1's
  * of the row's maxima out of the float lanes: returns s = sum exp(x - m) and sets
@@ -236,9 +182,10 @@ static double ce_sumexp_split(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
     int64_t c0;
     for (c0 = 0; c0 < n; c0 += XENT_CHUNK) {
         const int64_t len = (c0 + XENT_CHUNK < n) ? XENT_CHUNK : n - c0;
-        double rc, kc, sxc;
-        ce_sumexp_chunk(x + c0, len, m, e ? e + c0 : NULL, v ? v + c0 : NULL, w_sx != NULL, cap,
-                        row_prefetch_chunk(prefetch, c0), &rc, &kc, &sxc);
+        double kc, sxc = 0.0;
+        /* one chunk per call: the same per-chunk sums ce_rows_split combines */
+        const double rc = row_sumexp_ex(x + c0, len, m, e ? e + c0 : NULL, v ? v + c0 : NULL,
+                                        w_sx ? &sxc : NULL, cap, row_prefetch_chunk(prefetch, c0), &kc);
         r += rc;
         k += kc;
         sx += sxc;
@@ -435,9 +382,10 @@ static void ce_rows_split(const XENT_T *x, const int64_t *target, int64_t n_rows
                 for (j = 1; j < team; ++j) m = xv_hmax(xv_max(xv_set1(m), xv_set1(pm[j])));
                 for (ch = clo; ch < chi; ++ch) {
                     const int64_t c0 = ch * XENT_CHUNK, len = (c0 + XENT_CHUNK < C) ? XENT_CHUNK : C - c0;
-                    ce_sumexp_chunk(xr + c0, len, m, (gr == xr) ? gr + c0 : NULL,
-                                    a->weight ? a->weight + c0 : NULL, smooth, 0, NULL,
-                                    &cr[ch], &ck[ch], &csx[ch]);
+                    csx[ch] = 0.0;
+                    cr[ch] = row_sumexp_ex(xr + c0, len, m, (gr == xr) ? gr + c0 : NULL,
+                                           a->weight ? a->weight + c0 : NULL, smooth ? &csx[ch] : NULL,
+                                           0, NULL, &ck[ch]);
                 }
                 XENT_PRAGMA_OMP(barrier)
                 for (ch = 0; ch < nch; ++ch) { /* chunk order, as ce_sumexp_split */

@@ -62,18 +62,22 @@ XENT_INLINE int row_has_nan(const XENT_T *XENT_RESTRICT x, int64_t n)
 /*
  * Sum of exp(x - m) over the row; if `e` is not NULL also stores exp(x - m)
  * there (e may alias x).  If `w_sx` is not NULL, *w_sx receives
- * sum_j v_j * (x_j - m) with v = `v` (or 1 when v is NULL).
+ * sum_j v_j * (x_j - m) with v = `v` (or 1 when v is NULL).  `cap` > 0 soft-caps
+ * the logits as they are loaded; `prefetch` (may be NULL) is walked alongside x.
+ * If `kmax` is not NULL, the exponentials that are not < 1 (the maxima's exact
+ * 1's, or NaN) are summed apart into *kmax and the return value is the sum of
+ * the others, so that s - 1 stays accurate on confident rows (xent_ce.h).
  */
 XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
                                  const XENT_T *XENT_RESTRICT v, double *w_sx, XENT_T cap,
-                                 const XENT_T *prefetch)
+                                 const XENT_T *prefetch, double *kmax)
 {
-    const xv vm = xv_set1(m);
-    double s = 0.0, sx = 0.0;
+    const xv vm = xv_set1(m), one = xv_set1((XENT_T)1), zero = xv_zero();
+    double s = 0.0, sx = 0.0, kt = 0.0;
     int64_t c0;
     for (c0 = 0; c0 < n; c0 += XENT_CHUNK) {
         const int64_t c1 = (c0 + XENT_CHUNK < n) ? c0 + XENT_CHUNK : n;
-        xv a0 = xv_zero(), a1 = xv_zero(), b0 = xv_zero();
+        xv a0 = xv_zero(), a1 = xv_zero(), b0 = xv_zero(), k0 = xv_zero();
         int64_t i = c0;
         for (; i + 2 * XV_N <= c1; i += 2 * XV_N) {
             if (prefetch && i * (int64_t)sizeof(XENT_T) < XENT_PREFETCH_MAX_ROW_BYTES) {
@@ -86,8 +90,15 @@ XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e
             xv d1 = xv_sub(xv_cap(xv_loadu(x + i + XV_N), cap), vm);
             xv e0 = xv_exp(d0), e1 = xv_exp(d1);
             if (e) { xv_storeu(e + i, e0); xv_storeu(e + i + XV_N, e1); }
-            a0 = xv_add(a0, e0);
-            a1 = xv_add(a1, e1);
+            if (kmax) {
+                const xm l0 = xv_gt(one, e0), l1 = xv_gt(one, e1);
+                a0 = xv_add(a0, xv_select(l0, e0, zero));
+                a1 = xv_add(a1, xv_select(l1, e1, zero));
+                k0 = xv_add(k0, xv_add(xv_select(l0, zero, e0), xv_select(l1, zero, e1)));
+            } else {
+                a0 = xv_add(a0, e0);
+                a1 = xv_add(a1, e1);
+            }
             if (w_sx) {
                 if (v) {
                     b0 = xv_fmadd(xv_loadu(v + i), d0, b0);
@@ -104,15 +115,23 @@ XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e
             xv d = xv_sub(xv_cap(xv_load_part(x + i, k, 0), cap), vm);
             xv e0 = xv_exp(xv_select(valid, d, xv_set1(xent_neg_inf())));
             if (e) xv_store_part(e + i, e0, k);
-            a0 = xv_add(a0, e0);
+            if (kmax) {
+                const xm l0 = xv_gt(one, e0);
+                a0 = xv_add(a0, xv_select(l0, e0, zero));
+                k0 = xv_add(k0, xv_select(l0, zero, e0));
+            } else {
+                a0 = xv_add(a0, e0);
+            }
             if (w_sx) {
                 xv dz = xv_select(valid, d, xv_zero());
                 b0 = v ? xv_fmadd(xv_load_part(v + i, k, 0), dz, b0) : xv_add(b0, dz);
             }
         }
         s += xv_hsum(xv_add(a0, a1));
+        if (kmax) kt += xv_hsum(k0);
         if (w_sx) sx += xv_hsum(b0);
     }
+    if (kmax) *kmax = kt;
     if (w_sx) *w_sx = sx;
     return s;
 }
@@ -120,7 +139,7 @@ XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e
 XENT_INLINE double row_sumexp(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
                               const XENT_T *XENT_RESTRICT v, double *w_sx)
 {
-    return row_sumexp_ex(x, n, m, e, v, w_sx, 0, NULL);
+    return row_sumexp_ex(x, n, m, e, v, w_sx, 0, NULL, NULL);
 }
 
 /*
@@ -145,7 +164,7 @@ XENT_INLINE void row_max_sumexp(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T
             continue;
         }
         /* prefetch the next chunk while this one is exponentiated from L1 */
-        s += row_sumexp_ex(x + c0, len, m, NULL, NULL, NULL, 0, c0 + len < n ? x + c0 + len : NULL);
+        s += row_sumexp_ex(x + c0, len, m, NULL, NULL, NULL, 0, c0 + len < n ? x + c0 + len : NULL, NULL);
     }
     *m_out = m;
     *s_out = s;

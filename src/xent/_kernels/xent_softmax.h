@@ -69,7 +69,7 @@ int64_t XENT_FN(xent_softmax_rows)(const XENT_T *x, int64_t n_rows, int64_t n_co
         XENT_T *o = out + i * n_cols;
         const XENT_T m = row_max(xr, n_cols);
         const double s = row_sumexp_ex(xr, n_cols, m, o, NULL, NULL, 0,
-                                       row_prefetch_target(x, i, n_rows, n_cols));
+                                       row_prefetch_target(x, i, n_rows, n_cols), NULL);
         row_scale(o, n_cols, (XENT_T)(1.0 / s), o);
     }
     return XENT_OK;
@@ -87,7 +87,7 @@ int64_t XENT_FN(xent_log_softmax_rows)(const XENT_T *x, int64_t n_rows, int64_t 
         const XENT_T *xr = x + i * n_cols;
         const XENT_T m = row_max(xr, n_cols);
         const double s = row_sumexp_ex(xr, n_cols, m, NULL, NULL, NULL, 0,
-                                       row_prefetch_target(x, i, n_rows, n_cols));
+                                       row_prefetch_target(x, i, n_rows, n_cols), NULL);
         row_sub2(xr, n_cols, m, (XENT_T)log(s), out + i * n_cols);
     }
     return XENT_OK;
