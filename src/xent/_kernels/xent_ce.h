@@ -46,7 +46,8 @@ static int64_t ce_scan_targets(const int64_t *t, int64_t n, int64_t c, const xen
     int nt;
     if (bsize < 8192) bsize = 8192;
     nb = (n + bsize - 1) / bsize;
-    nt = xent_threads_for(n * 4, nb, n_threads);
+    /* one thread reads ~1 G targets/s: a team (and its wake-up) pays only for very long batches */
+    nt = xent_threads_for(n / 16, nb, n_threads);
     XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1) reduction(+:bad))
     for (b = 0; b < nb; ++b) {
         const int64_t lo = b * bsize, hi = (lo + bsize < n) ? lo + bsize : n;
@@ -257,80 +258,84 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
 }
 
 /*
- * Few classes (n_cols <= XENT_SMALL_C), class targets, no softcap: XV_N rows at
- * once, one per lane, same formulas as ce_row.  Targets were validated in phase 0.
+ * Few classes (n_cols <= XENT_SMALL_C), class targets, no softcap: nr <= XV_N
+ * rows at once, one per lane, same formulas as ce_row.  Targets were validated
+ * in phase 0.  Inlined so that full blocks (nr == XV_N) keep their tiles in registers.
  */
-static void ce_small_block(const XENT_T *x, const int64_t *target, int64_t r0, int64_t nr,
-                           int64_t C, const xent_ce_args_t *a, double W, double scale,
-                           double *loss_rows, XENT_T *grad)
+XENT_INLINE void ce_small_block(const XENT_T *x, const int64_t *target, int64_t r0, int64_t nr,
+                                int64_t C, const xent_ce_args_t *a, double W, double scale,
+                                double *loss_rows, XENT_T *grad)
 {
     xv cols[XENT_SMALL_C];
-    XENT_T tb[XV_N], wb[XV_N], swb[XV_N], gb[XV_N], lb[XV_N];
+    XENT_T lb[XV_N];
     const XENT_T *w = a->weight;
     const double eps = a->label_smoothing, z = a->z_loss;
     const int smooth = eps != 0.0;
-    const XENT_T *xb = x + r0 * C;
-    xv m, r = xv_zero(), kmax = xv_zero(), sx = xv_zero(), dt = xv_zero(), et = xv_zero();
-    xv tv, wt, keep_f, lse, logs, loss, s, rest;
+    const xv one = xv_set1((XENT_T)1);
+    xv m, r = xv_zero(), kmax = xv_zero(), sx = xv_zero(), dt = xv_zero(), et = xv_zero(), jv = xv_zero();
+    xv tv, wt, keep_f, lse, logs, loss, s, rest, sw, inv_s;
     xm keep;
     int64_t j, k;
-    for (k = 0; k < XV_N; ++k) {
-        const int64_t t = k < nr ? target[r0 + k] : a->ignore_index;
-        const int valid = t != a->ignore_index;
-        tb[k] = valid ? (XENT_T)t : (XENT_T)-1;
-        wb[k] = valid ? (w ? w[t] : (XENT_T)1) : (XENT_T)0;
-        swb[k] = (k < nr && a->sample_weight) ? a->sample_weight[r0 + k] : (XENT_T)1;
-        gb[k] = (k < nr && a->grad_rows) ? a->grad_rows[r0 + k] : (XENT_T)1;
-    }
-    tv = xv_loadu(tb);
-    wt = xv_loadu(wb);
+    tv = xv_load_classes(target + r0, nr, a->ignore_index); /* ignored and padding rows: -1 */
     keep = xv_ge(tv, xv_zero());
-    keep_f = xv_select(keep, xv_set1((XENT_T)1), xv_zero());
-    m = rows_block_load(xb, C, nr, cols);
+    keep_f = xv_select(keep, one, xv_zero());
+    wt = w ? xv_zero() : keep_f; /* with class weights: w[t] picked up in the column loop */
+    sw = a->sample_weight ? xv_load_part(a->sample_weight + r0, nr, 1) : one;
+    m = rows_block_load(x + r0 * C, C, nr, cols);
     for (j = 0; j < C; ++j) {
         const xv d = xv_sub(cols[j], m);
         const xv e = xv_exp(d);
-        const xm below = xv_gt(xv_set1((XENT_T)1), e); /* the maxima's 1's are summed apart */
-        const xm is_t = xv_eq(tv, xv_set1((XENT_T)j));
+        const xm below = xv_gt(one, e); /* the maxima's 1's are summed apart */
+        const xm is_t = xv_eq(tv, jv);
         cols[j] = e;
-        r = xv_add(r, xv_select(below, e, xv_zero()));
-        kmax = xv_add(kmax, xv_select(below, xv_zero(), e));
+        r = xv_add_where(below, r, e);
+        kmax = xv_add_where(xm_not(below), kmax, e);
         dt = xv_select(is_t, d, dt);
         et = xv_select(is_t, e, et);
-        if (smooth) sx = xv_fmadd(xv_set1(w ? w[j] : (XENT_T)1), d, sx);
+        if (w) {
+            const xv wj = xv_set1(w[j]);
+            wt = xv_select(is_t, wj, wt);
+            if (smooth) sx = xv_fmadd(wj, d, sx);
+        } else if (smooth) {
+            sx = xv_add(sx, d);
+        }
+        jv = xv_add(jv, one);
     }
     s = xv_add(kmax, r);
-    rest = xv_add(xv_sub(kmax, xv_set1((XENT_T)1)), r);
+    rest = xv_add(xv_sub(kmax, one), r);
     logs = xv_log1p(rest);
     lse = xv_add(m, logs);
     /* (1-eps) w_t (log1p(rest) - (x_t - m)) + z w_t lse^2 [+ eps/C (W log s - sx)] */
     loss = xv_mul(xv_mul(xv_set1((XENT_T)(1.0 - eps)), wt), xv_sub(logs, dt));
     loss = xv_fmadd(xv_mul(xv_set1((XENT_T)z), wt), xv_mul(lse, lse), loss);
     if (smooth)
-        loss = xv_fmadd(xv_set1((XENT_T)(eps / (double)C)),
-                        xv_fnmadd(xv_set1((XENT_T)1), sx, xv_mul(xv_set1((XENT_T)W), logs)), loss);
-    loss = xv_select(keep, xv_mul(loss, xv_loadu(swb)), xv_zero());
-    xv_storeu(lb, loss);
+        loss = xv_fmadd(xv_set1((XENT_T)(eps / (double)C)), xv_fnmadd(one, sx, xv_mul(xv_set1((XENT_T)W), logs)),
+                        loss);
+    xv_storeu(lb, xv_select(keep, xv_mul(loss, sw), xv_zero()));
     for (k = 0; k < nr; ++k) loss_rows[r0 + k] = (double)lb[k];
-    if (grad) {
-        XENT_T *gbase = grad + r0 * C;
-        const xv c = xv_mul(xv_mul(xv_set1((XENT_T)scale), xv_loadu(swb)), xv_mul(xv_loadu(gb), keep_f));
+    if (!grad) return;
+    {
+        const xv gr = a->grad_rows ? xv_load_part(a->grad_rows + r0, nr, 1) : one;
+        const xv c = xv_mul(xv_mul(xv_set1((XENT_T)scale), sw), xv_mul(gr, keep_f));
         const xv hw = xv_mul(xv_set1((XENT_T)(1.0 - eps)), wt);
         /* A = hw + Ae; Ae (smoothing and z-loss part) is kept apart: A - hw cancels in float32 */
-        const xv Ae = xv_fmadd(xv_set1((XENT_T)(2.0 * z)), xv_mul(wt, lse),
-                               xv_set1((XENT_T)(eps * W / (double)C)));
-        const xv av = xv_div(xv_mul(c, xv_add(hw, Ae)), s);
+        const xv Ae = xv_fmadd(xv_set1((XENT_T)(2.0 * z)), xv_mul(wt, lse), xv_set1((XENT_T)(eps * W / (double)C)));
         const xv bv = xv_mul(c, xv_set1((XENT_T)(-eps / (double)C)));
         /* the target's entry: p_t - 1 = -rest / s when the target is a maximum */
         const xv dtt = xv_select(xv_eq(dt, xv_zero()), xv_sub(xv_zero(), rest), xv_sub(et, s));
-        xv gt = xv_div(xv_fmadd(hw, dtt, xv_mul(Ae, et)), s);
+        xv av, gt;
+        inv_s = xv_div(one, s);
+        av = xv_mul(xv_mul(c, xv_add(hw, Ae)), inv_s);
+        gt = xv_mul(xv_fmadd(hw, dtt, xv_mul(Ae, et)), inv_s);
         gt = xv_mul(c, xv_fnmadd(xv_set1((XENT_T)(eps / (double)C)), wt, gt));
+        jv = xv_zero();
         for (j = 0; j < C; ++j) {
             xv o = xv_fmadd(av, cols[j], w ? xv_mul(bv, xv_set1(w[j])) : bv);
-            o = xv_select(xv_eq(tv, xv_set1((XENT_T)j)), gt, o);
+            o = xv_select(xv_eq(tv, jv), gt, o);
             cols[j] = xv_select(keep, o, xv_zero());
+            jv = xv_add(jv, one);
         }
-        rows_block_store(gbase, C, nr, cols);
+        rows_block_store(grad + r0 * C, C, nr, cols);
     }
 }
 
@@ -351,59 +356,61 @@ static void ce_rows_split(const XENT_T *x, const int64_t *target, int64_t n_rows
     const int stream = grad != NULL && grad != x;
     double cr[XENT_SPLIT_MAX_CHUNKS], ck[XENT_SPLIT_MAX_CHUNKS], csx[XENT_SPLIT_MAX_CHUNKS];
     XENT_T pm[XENT_SPLIT_MAX_THREADS];
-    int64_t r;
-    for (r = 0; r < n_rows; ++r) {
-        const XENT_T *xr = x + r * C;
-        XENT_T *gr = grad ? grad + r * C : NULL;
-        const int64_t t = target[r];
-        const int ignored = t == a->ignore_index;
-        const double sw = a->sample_weight ? (double)a->sample_weight[r] : 1.0;
-        const double cg = scale * sw * (a->grad_rows ? (double)a->grad_rows[r] : 1.0);
-        const double wt = (!ignored && a->weight) ? (double)a->weight[t] : 1.0;
-        const XENT_T xt = ignored ? 0 : xr[t]; /* read before an in-place pass overwrites it */
-        if (ignored) loss_rows[r] = 0.0;
-        XENT_PRAGMA_OMP(parallel num_threads(nt))
-        {
-            const int k = xent_thread_id(), team = xent_team_size();
-            int64_t clo, chi, lo, hi, ch;
-            xent_block_range(nch, team, k, &clo, &chi);
-            lo = clo * XENT_CHUNK;
-            hi = chi * XENT_CHUNK < C ? chi * XENT_CHUNK : C;
-            if (ignored) {
+    /* One team for all rows (a region per row would wake the team per row).  Two
+       barriers per row suffice: pm is read before the second barrier of a row and
+       rewritten after it; cr/ck/csx are read before the first barrier of the next
+       row and rewritten after it. */
+    XENT_PRAGMA_OMP(parallel num_threads(nt))
+    {
+        const int k = xent_thread_id(), team = xent_team_size();
+        int64_t clo, chi, lo, hi, ch, r;
+        xent_block_range(nch, team, k, &clo, &chi);
+        lo = clo * XENT_CHUNK;
+        hi = chi * XENT_CHUNK < C ? chi * XENT_CHUNK : C;
+        for (r = 0; r < n_rows; ++r) {
+            const XENT_T *xr = x + r * C;
+            XENT_T *gr = grad ? grad + r * C : NULL;
+            const int64_t t = target[r];
+            const double sw = a->sample_weight ? (double)a->sample_weight[r] : 1.0;
+            const double cg = scale * sw * (a->grad_rows ? (double)a->grad_rows[r] : 1.0);
+            XENT_T m, xt;
+            double rs = 0.0, ks = 0.0, sx = 0.0, wt;
+            ce_coefs_t kc;
+            int j;
+            if (t == a->ignore_index) { /* the same branch in every thread: no barrier skipped unevenly */
+                if (k == 0) loss_rows[r] = 0.0;
                 if (gr && hi > lo) memset(gr + lo, 0, (size_t)(hi - lo) * sizeof(XENT_T));
-            } else {
-                XENT_T m;
-                double rs = 0.0, ks = 0.0, sx = 0.0;
-                ce_coefs_t kc;
-                int j;
-                pm[k] = hi > lo ? row_max(xr + lo, hi - lo) : xent_neg_inf();
-                XENT_PRAGMA_OMP(barrier)
-                m = pm[0];
-                for (j = 1; j < team; ++j) m = xv_hmax(xv_max(xv_set1(m), xv_set1(pm[j])));
-                for (ch = clo; ch < chi; ++ch) {
-                    const int64_t c0 = ch * XENT_CHUNK, len = (c0 + XENT_CHUNK < C) ? XENT_CHUNK : C - c0;
-                    csx[ch] = 0.0;
-                    cr[ch] = row_sumexp_ex(xr + c0, len, m, (gr == xr) ? gr + c0 : NULL,
-                                           a->weight ? a->weight + c0 : NULL, smooth ? &csx[ch] : NULL,
-                                           0, NULL, &ck[ch]);
-                }
-                XENT_PRAGMA_OMP(barrier)
-                for (ch = 0; ch < nch; ++ch) { /* chunk order, as ce_sumexp_split */
-                    rs += cr[ch];
-                    ks += ck[ch];
-                    sx += csx[ch];
-                }
-                kc = ce_class_coefs(m, ks + rs, (ks - 1.0) + rs, sx, xt, wt, W, C, cg, a);
-                if (k == 0) loss_rows[r] = sw * kc.loss;
-                if (gr && hi > lo) {
-                    const XENT_T *v = a->weight ? a->weight + lo : NULL;
-                    if (gr == xr) row_axpb(gr + lo, hi - lo, 0, m, kc.a, kc.b, v, gr + lo, 0);
-                    else row_axpb(xr + lo, hi - lo, 1, m, kc.a, kc.b, v, gr + lo, stream);
-                    if (t >= lo && t < hi) gr[t] = (XENT_T)kc.gt;
-                }
-                if (stream) xv_stream_fence();
+                continue;
+            }
+            wt = a->weight ? (double)a->weight[t] : 1.0;
+            xt = xr[t];
+            pm[k] = hi > lo ? row_max(xr + lo, hi - lo) : xent_neg_inf();
+            XENT_PRAGMA_OMP(barrier) /* also: every thread has read x_t before it is overwritten */
+            m = pm[0];
+            for (j = 1; j < team; ++j) m = xv_hmax(xv_max(xv_set1(m), xv_set1(pm[j])));
+            for (ch = clo; ch < chi; ++ch) {
+                const int64_t c0 = ch * XENT_CHUNK, len = (c0 + XENT_CHUNK < C) ? XENT_CHUNK : C - c0;
+                csx[ch] = 0.0;
+                cr[ch] = row_sumexp_ex(xr + c0, len, m, (gr == xr) ? gr + c0 : NULL,
+                                       a->weight ? a->weight + c0 : NULL, smooth ? &csx[ch] : NULL,
+                                       0, NULL, &ck[ch]);
+            }
+            XENT_PRAGMA_OMP(barrier)
+            for (ch = 0; ch < nch; ++ch) { /* chunk order, as ce_sumexp_split */
+                rs += cr[ch];
+                ks += ck[ch];
+                sx += csx[ch];
+            }
+            kc = ce_class_coefs(m, ks + rs, (ks - 1.0) + rs, sx, xt, wt, W, C, cg, a);
+            if (k == 0) loss_rows[r] = sw * kc.loss;
+            if (gr && hi > lo) {
+                const XENT_T *v = a->weight ? a->weight + lo : NULL;
+                if (gr == xr) row_axpb(gr + lo, hi - lo, 0, m, kc.a, kc.b, v, gr + lo, 0);
+                else row_axpb(xr + lo, hi - lo, 1, m, kc.a, kc.b, v, gr + lo, stream);
+                if (t >= lo && t < hi) gr[t] = (XENT_T)kc.gt;
             }
         }
+        if (stream) xv_stream_fence();
     }
 }
 
@@ -451,10 +458,12 @@ int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT
     nt = xent_threads_for(n_rows * n_cols, n_rows, n_threads);
     if (XV_N > 1 && q == NULL && a->softcap == 0 && n_cols <= XENT_SMALL_C) {
         const int64_t nb = (n_rows + XV_N - 1) / XV_N;
-        XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
+        XENT_PRAGMA_OMP(parallel for schedule(dynamic, 64) num_threads(nt) if(nt > 1))
         for (i = 0; i < nb; ++i) {
-            const int64_t r0 = i * XV_N, nr = (n_rows - r0 < XV_N) ? n_rows - r0 : XV_N;
-            ce_small_block(x, target, r0, nr, n_cols, a, W, scale, loss_rows, grad);
+            const int64_t r0 = i * XV_N;
+            rows_block_prefetch(x, i, nb, n_cols);
+            if (n_rows - r0 >= XV_N) ce_small_block(x, target, r0, XV_N, n_cols, a, W, scale, loss_rows, grad);
+            else ce_small_block(x, target, r0, n_rows - r0, n_cols, a, W, scale, loss_rows, grad);
         }
         totals[0] = xent_sum_doubles(loss_rows, n_rows);
         totals[1] = denom;

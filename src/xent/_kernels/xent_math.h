@@ -8,7 +8,8 @@
  * Measured error (tests/test_math.py, dense sweep against long double): <= 2 ulp
  * for both types.  Overflow gives +inf, -inf gives +0, NaN propagates, and
  * results in the subnormal range are rounded once (2**n split in two factors).
- * The slower split scaling runs only for vectors holding such lanes.
+ * The slower split scaling runs only for vectors holding such lanes; AVX-512
+ * scales by 2**n with one instruction (vscalef), which covers every range.
  */
 #ifndef XENT_MATH_H
 #define XENT_MATH_H
@@ -74,6 +75,9 @@ XENT_INLINE xv xv_exp(xv x)
     xv r = xv_fnmadd(n, xv_set1(XENT_LN2_HI), xc);
     r = xv_fnmadd(n, xv_set1(XENT_LN2_LO), r);
     xv p = xv_exp_poly(r);
+#ifdef XV_HAS_SCALEF
+    return xv_scalef(p, n); /* one rounding, subnormal and overflowing results included */
+#endif
     if (XENT_LIKELY(!xm_any(xv_not_le(xv_abs(n), xv_set1(XENT_EXP_NMAX)))))
         return xv_mul(p, xv_pow2n(n));
     {

@@ -254,41 +254,64 @@ XENT_INLINE double row_sum_wide(const XENT_T *x, int64_t n)
 
 /*
  * Few classes: vectorise across rows.  A block holds XV_N rows (lanes); column j
- * of the block is gathered into cols[j].  Used when n_cols <= XENT_SMALL_C.
+ * of the block is transposed into cols[j].  Used when n_cols <= XENT_SMALL_C.
  */
 #define XENT_SMALL_C 32
 
 /*
- * Load the block's columns (a transpose through a small stack buffer: cheaper than
- * gathers on current x86 cores); lanes k >= nr hold 0.  Returns the per-row maximum.
+ * Load the block's columns: rows are read XV_N columns at a time (masked loads)
+ * and each XV_N x XV_N tile is transposed in registers.  Lanes k >= nr hold 0.
+ * `cols` has room for C rounded up to XV_N.  Returns the per-row maximum.
  */
 XENT_INLINE xv rows_block_load(const XENT_T *xb, int64_t C, int64_t nr, xv *cols)
 {
-    XENT_T buf[XENT_SMALL_C * XV_N];
     xv m = xv_set1(xent_neg_inf());
-    int64_t j, k;
-    for (k = 0; k < nr; ++k) {
-        const XENT_T *row = xb + k * C;
-        for (j = 0; j < C; ++j) buf[j * XV_N + k] = row[j];
+    int64_t c0, j, k;
+    for (c0 = 0; c0 < C; c0 += XV_N) {
+        const int64_t w = C - c0 < XV_N ? C - c0 : XV_N;
+        xv *tile = cols + c0;
+        if (w == XV_N && nr == XV_N)
+            for (k = 0; k < XV_N; ++k) tile[k] = xv_loadu(xb + k * C + c0);
+        else {
+            for (k = 0; k < nr; ++k) tile[k] = xv_load_part(xb + k * C + c0, w, 0);
+            for (; k < XV_N; ++k) tile[k] = xv_zero();
+        }
+        xv_transpose(tile);
     }
-    for (k = nr; k < XV_N; ++k)
-        for (j = 0; j < C; ++j) buf[j * XV_N + k] = 0;
-    for (j = 0; j < C; ++j) {
-        cols[j] = xv_loadu(buf + j * XV_N);
-        m = xv_max(m, cols[j]);
-    }
+    for (j = 0; j < C; ++j) m = xv_max(m, cols[j]);
     return m;
 }
 
-/* Store the block's columns back to rows (the inverse transpose); lanes k >= nr dropped. */
-XENT_INLINE void rows_block_store(XENT_T *gb, int64_t C, int64_t nr, const xv *cols)
+/*
+ * Prefetch block i + XENT_SMALL_AHEAD of nb blocks of XV_N rows: the row-strided
+ * masked loads of the block kernels run ahead of the hardware prefetchers.
+ */
+#ifndef XENT_SMALL_AHEAD
+#define XENT_SMALL_AHEAD 4
+#endif
+XENT_INLINE void rows_block_prefetch(const XENT_T *x, int64_t i, int64_t nb, int64_t C)
 {
-    XENT_T buf[XENT_SMALL_C * XV_N];
-    int64_t j, k;
-    for (j = 0; j < C; ++j) xv_storeu(buf + j * XV_N, cols[j]);
-    for (k = 0; k < nr; ++k) {
-        XENT_T *row = gb + k * C;
-        for (j = 0; j < C; ++j) row[j] = buf[j * XV_N + k];
+    if (i + XENT_SMALL_AHEAD < nb) {
+        const char *p = (const char *)(x + (i + XENT_SMALL_AHEAD) * XV_N * C);
+        const int64_t bytes = XV_N * C * (int64_t)sizeof(XENT_T);
+        int64_t off;
+        for (off = 0; off < bytes; off += 64) XENT_PREFETCH_L2(p + off);
+    }
+}
+
+/* Store the block's columns back to rows (the inverse transpose, in place in
+ * `cols`); lanes k >= nr are dropped. */
+XENT_INLINE void rows_block_store(XENT_T *gb, int64_t C, int64_t nr, xv *cols)
+{
+    int64_t c0, k;
+    for (c0 = 0; c0 < C; c0 += XV_N) {
+        const int64_t w = C - c0 < XV_N ? C - c0 : XV_N;
+        xv *tile = cols + c0;
+        xv_transpose(tile);
+        if (w == XV_N)
+            for (k = 0; k < nr; ++k) xv_storeu(gb + k * C + c0, tile[k]);
+        else
+            for (k = 0; k < nr; ++k) xv_store_part(gb + k * C + c0, tile[k], w);
     }
 }
 

@@ -10,7 +10,8 @@
  *
  * Types:  xv  -- vector of XENT_T,  xm -- lane mask,  XV_N -- lanes.
  * Naming: xv_<op>; loads/stores are unaligned unless said otherwise.
- * xm_bits(m): lane i of the mask as bit i.
+ * xm_bits(m): lane i of the mask as bit i.  xv_add_where(m, a, b): a + b in the
+ * lanes of m, a elsewhere (b's other lanes are never used, even if NaN).
  */
 #ifndef XENT_SIMD_H
 #define XENT_SIMD_H
@@ -78,6 +79,24 @@ XENT_INLINE xm xv_eq(xv a, xv b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); 
 XENT_INLINE xm xv_isnan(xv a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
 XENT_INLINE xm xv_not_le(xv a, xv b) { return _mm512_cmp_ps_mask(a, b, _CMP_NLE_UQ); }
 XENT_INLINE xv xv_select(xm m, xv a, xv b) { return _mm512_mask_blend_ps(m, b, a); }
+XENT_INLINE xv xv_add_where(xm m, xv a, xv b) { return _mm512_mask_add_ps(a, m, a, b); }
+/* a * 2**floor(b), rounded once (subnormal results included); only on AVX-512. */
+#define XV_HAS_SCALEF 1
+XENT_INLINE xv xv_scalef(xv a, xv b) { return _mm512_scalef_ps(a, b); }
+/* Lanes k < n: t[k] as a float, or -1 where t[k] == ignore; lanes k >= n: -1. */
+#define XV_HAS_LOAD_CLASSES 1
+XENT_INLINE xv xv_load_classes(const int64_t *t, int64_t n, int64_t ignore)
+{
+    const __m512i ig = _mm512_set1_epi64(ignore);
+    const __mmask8 m0 = (__mmask8)(n >= 8 ? 0xFF : (1u << n) - 1u);
+    const __mmask8 m1 = (__mmask8)(n >= 16 ? 0xFF : n > 8 ? (1u << (n - 8)) - 1u : 0u);
+    const __m512i a = _mm512_maskz_loadu_epi64(m0, t), b = _mm512_maskz_loadu_epi64(m1, t + 8);
+    const __mmask16 keep = (__mmask16)(_mm512_mask_cmpneq_epi64_mask(m0, a, ig) |
+                                       ((unsigned)_mm512_mask_cmpneq_epi64_mask(m1, b, ig) << 8));
+    const __m512 v = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtepi64_ps(a)), _mm512_cvtepi64_ps(b), 1);
+    return _mm512_mask_blend_ps(keep, _mm512_set1_ps(-1.0f), v);
+}
+XENT_INLINE xm xm_not(xm m) { return (xm)~m; }
 XENT_INLINE int xm_any(xm m) { return m != 0; }
 XENT_INLINE int xm_count(xm m) { return __builtin_popcount((unsigned)m); }
 XENT_INLINE uint32_t xm_bits(xm m) { return (uint32_t)m; }
@@ -114,6 +133,31 @@ XENT_INLINE void xv_scatter(float *base, int64_t stride, xv v, int64_t n)
     _mm512_mask_i32scatter_ps(base, xm_first(n), idx, v, 4);
 }
 
+/* In-register transpose of a 16 x 16 tile: r[k] (row k) becomes column k. */
+XENT_INLINE void xv_transpose(xv *r)
+{
+    __m512 t[16], u[16];
+    int i, c;
+    for (i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (i = 0; i < 4; ++i) { /* u[4i + c]: in 128-bit lane L, column 4L + c of rows 4i..4i+3 */
+        u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (c = 0; c < 4; ++c) { /* a 4 x 4 transpose of 128-bit blocks */
+        const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88), v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);
+        const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88), v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
+        r[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+        r[8 + c] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+        r[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+    }
+}
+
 #elif XENT_ISA == XENT_ISA_AVX512
 typedef __m512d xv;
 typedef __mmask8 xm;
@@ -141,6 +185,18 @@ XENT_INLINE xm xv_eq(xv a, xv b) { return _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ); 
 XENT_INLINE xm xv_isnan(xv a) { return _mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q); }
 XENT_INLINE xm xv_not_le(xv a, xv b) { return _mm512_cmp_pd_mask(a, b, _CMP_NLE_UQ); }
 XENT_INLINE xv xv_select(xm m, xv a, xv b) { return _mm512_mask_blend_pd(m, b, a); }
+XENT_INLINE xv xv_add_where(xm m, xv a, xv b) { return _mm512_mask_add_pd(a, m, a, b); }
+#define XV_HAS_SCALEF 1
+XENT_INLINE xv xv_scalef(xv a, xv b) { return _mm512_scalef_pd(a, b); }
+#define XV_HAS_LOAD_CLASSES 1
+XENT_INLINE xv xv_load_classes(const int64_t *t, int64_t n, int64_t ignore)
+{
+    const __mmask8 m = (__mmask8)(n >= 8 ? 0xFF : (1u << n) - 1u);
+    const __m512i a = _mm512_maskz_loadu_epi64(m, t);
+    const __mmask8 keep = _mm512_mask_cmpneq_epi64_mask(m, a, _mm512_set1_epi64(ignore));
+    return _mm512_mask_blend_pd(keep, _mm512_set1_pd(-1.0), _mm512_cvtepi64_pd(a));
+}
+XENT_INLINE xm xm_not(xm m) { return (xm)~m; }
 XENT_INLINE int xm_any(xm m) { return m != 0; }
 XENT_INLINE int xm_count(xm m) { return __builtin_popcount((unsigned)m); }
 XENT_INLINE uint32_t xm_bits(xm m) { return (uint32_t)m; }
@@ -165,6 +221,25 @@ XENT_INLINE void xv_scatter(double *base, int64_t stride, xv v, int64_t n)
 {
     const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)stride));
     _mm512_mask_i32scatter_pd(base, xm_first(n), idx, v, 8);
+}
+
+/* In-register transpose of an 8 x 8 tile: r[k] (row k) becomes column k. */
+XENT_INLINE void xv_transpose(xv *r)
+{
+    __m512d t[8];
+    int i, c;
+    for (i = 0; i < 4; ++i) { /* t[2i + c]: in 128-bit lane L, column 2L + c of rows 2i, 2i+1 */
+        t[2 * i] = _mm512_unpacklo_pd(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_pd(r[2 * i], r[2 * i + 1]);
+    }
+    for (c = 0; c < 2; ++c) { /* a 4 x 4 transpose of 128-bit blocks */
+        const __m512d v0 = _mm512_shuffle_f64x2(t[c], t[2 + c], 0x88), v1 = _mm512_shuffle_f64x2(t[c], t[2 + c], 0xDD);
+        const __m512d v2 = _mm512_shuffle_f64x2(t[4 + c], t[6 + c], 0x88), v3 = _mm512_shuffle_f64x2(t[4 + c], t[6 + c], 0xDD);
+        r[c] = _mm512_shuffle_f64x2(v0, v2, 0x88);
+        r[2 + c] = _mm512_shuffle_f64x2(v1, v3, 0x88);
+        r[4 + c] = _mm512_shuffle_f64x2(v0, v2, 0xDD);
+        r[6 + c] = _mm512_shuffle_f64x2(v1, v3, 0xDD);
+    }
 }
 
 /* ------------------------------------------------------------------ AVX2 */
@@ -201,6 +276,8 @@ XENT_INLINE xm xv_eq(xv a, xv b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
 XENT_INLINE xm xv_isnan(xv a) { return _mm256_cmp_ps(a, a, _CMP_UNORD_Q); }
 XENT_INLINE xm xv_not_le(xv a, xv b) { return _mm256_cmp_ps(a, b, _CMP_NLE_UQ); }
 XENT_INLINE xv xv_select(xm m, xv a, xv b) { return _mm256_blendv_ps(b, a, m); }
+XENT_INLINE xv xv_add_where(xm m, xv a, xv b) { return _mm256_add_ps(a, _mm256_and_ps(m, b)); }
+XENT_INLINE xm xm_not(xm m) { return _mm256_xor_ps(m, _mm256_castsi256_ps(_mm256_set1_epi32(-1))); }
 XENT_INLINE int xm_any(xm m) { return _mm256_movemask_ps(m) != 0; }
 XENT_INLINE int xm_count(xm m) { return __builtin_popcount((unsigned)_mm256_movemask_ps(m)); }
 XENT_INLINE uint32_t xm_bits(xm m) { return (uint32_t)_mm256_movemask_ps(m); }
@@ -246,6 +323,27 @@ XENT_INLINE void xv_scatter(float *base, int64_t stride, xv v, int64_t n)
     for (k = 0; k < n && k < 8; ++k) base[k * stride] = tmp[k];
 }
 
+/* In-register transpose of an 8 x 8 tile: r[k] (row k) becomes column k. */
+XENT_INLINE void xv_transpose(xv *r)
+{
+    __m256 t[8], u[8];
+    int i, c;
+    for (i = 0; i < 4; ++i) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (i = 0; i < 2; ++i) { /* u[4i + c]: in 128-bit lane L, column 4L + c of rows 4i..4i+3 */
+        u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (c = 0; c < 4; ++c) {
+        r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+        r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+}
+
 #elif XENT_ISA == XENT_ISA_AVX2
 typedef __m256d xv;
 typedef __m256d xm;
@@ -279,6 +377,8 @@ XENT_INLINE xm xv_eq(xv a, xv b) { return _mm256_cmp_pd(a, b, _CMP_EQ_OQ); }
 XENT_INLINE xm xv_isnan(xv a) { return _mm256_cmp_pd(a, a, _CMP_UNORD_Q); }
 XENT_INLINE xm xv_not_le(xv a, xv b) { return _mm256_cmp_pd(a, b, _CMP_NLE_UQ); }
 XENT_INLINE xv xv_select(xm m, xv a, xv b) { return _mm256_blendv_pd(b, a, m); }
+XENT_INLINE xv xv_add_where(xm m, xv a, xv b) { return _mm256_add_pd(a, _mm256_and_pd(m, b)); }
+XENT_INLINE xm xm_not(xm m) { return _mm256_xor_pd(m, _mm256_castsi256_pd(_mm256_set1_epi64x(-1))); }
 XENT_INLINE int xm_any(xm m) { return _mm256_movemask_pd(m) != 0; }
 XENT_INLINE int xm_count(xm m) { return __builtin_popcount((unsigned)_mm256_movemask_pd(m)); }
 XENT_INLINE uint32_t xm_bits(xm m) { return (uint32_t)_mm256_movemask_pd(m); }
@@ -322,6 +422,17 @@ XENT_INLINE void xv_scatter(double *base, int64_t stride, xv v, int64_t n)
     for (k = 0; k < n && k < 4; ++k) base[k * stride] = tmp[k];
 }
 
+/* In-register transpose of a 4 x 4 tile: r[k] (row k) becomes column k. */
+XENT_INLINE void xv_transpose(xv *r)
+{
+    const __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+    const __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+    r[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+    r[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+    r[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+    r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+
 /* ------------------------------------------------------------------ scalar */
 #else
 typedef XENT_T xv;
@@ -350,6 +461,8 @@ XENT_INLINE xm xv_eq(xv a, xv b) { return a == b; }
 XENT_INLINE xm xv_isnan(xv a) { return a != a; }
 XENT_INLINE xm xv_not_le(xv a, xv b) { return !(a <= b); }
 XENT_INLINE xv xv_select(xm m, xv a, xv b) { return m ? a : b; }
+XENT_INLINE xv xv_add_where(xm m, xv a, xv b) { return m ? a + b : a; }
+XENT_INLINE xm xm_not(xm m) { return !m; }
 XENT_INLINE int xm_any(xm m) { return m != 0; }
 XENT_INLINE int xm_count(xm m) { return m != 0; }
 XENT_INLINE uint32_t xm_bits(xm m) { return m != 0; }
@@ -376,9 +489,21 @@ XENT_INLINE xv xv_frexp(xv x, xv *e)
 }
 XENT_INLINE xv xv_gather(const XENT_T *base, int64_t stride, int64_t n) { (void)stride; return n > 0 ? base[0] : 0; }
 XENT_INLINE void xv_scatter(XENT_T *base, int64_t stride, xv v, int64_t n) { (void)stride; if (n > 0) base[0] = v; }
+XENT_INLINE void xv_transpose(xv *r) { (void)r; }
 #endif
 
 XENT_INLINE xv xv_zero(void) { return xv_set1((XENT_T)0); }
+
+#ifndef XV_HAS_LOAD_CLASSES
+/* Lanes k < n: t[k] as XENT_T, or -1 where t[k] == ignore; lanes k >= n: -1. */
+XENT_INLINE xv xv_load_classes(const int64_t *t, int64_t n, int64_t ignore)
+{
+    XENT_T buf[XV_N];
+    int64_t k;
+    for (k = 0; k < XV_N; ++k) buf[k] = (k < n && t[k] != ignore) ? (XENT_T)t[k] : (XENT_T)-1;
+    return xv_loadu(buf);
+}
+#endif
 
 /* Lane numbers 0, 1, ..., XV_N - 1 (for masking tails after a transform). */
 XENT_INLINE xv xv_lane_index(void)

@@ -23,8 +23,9 @@ XENT_INLINE XENT_T xent_lse_row(const XENT_T *XENT_RESTRICT x, int64_t n)
     return row_has_nan(x, n) ? (XENT_T)NAN : m;
 }
 
-/* logsumexp of XV_N rows with few columns at once (lanes = rows). */
-static void lse_small_block(const XENT_T *xb, int64_t C, int64_t nr, XENT_T *out)
+/* logsumexp of nr <= XV_N rows with few columns at once (lanes = rows); inlined
+ * so that full blocks (nr == XV_N) keep their tiles in registers. */
+XENT_INLINE void lse_small_block(const XENT_T *xb, int64_t C, int64_t nr, XENT_T *out)
 {
     xv cols[XENT_SMALL_C];
     const xv m = rows_block_load(xb, C, nr, cols);
@@ -44,10 +45,12 @@ int64_t XENT_FN(xent_logsumexp_rows)(const XENT_T *x, int64_t n_rows, int64_t n_
     int64_t i;
     if (XV_N > 1 && n_cols > 0 && n_cols <= XENT_SMALL_C) {
         const int64_t nb = (n_rows + XV_N - 1) / XV_N;
-        XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
+        XENT_PRAGMA_OMP(parallel for schedule(dynamic, 64) num_threads(nt) if(nt > 1))
         for (i = 0; i < nb; ++i) {
-            const int64_t r0 = i * XV_N, nr = (n_rows - r0 < XV_N) ? n_rows - r0 : XV_N;
-            lse_small_block(x + r0 * n_cols, n_cols, nr, out + r0);
+            const int64_t r0 = i * XV_N;
+            rows_block_prefetch(x, i, nb, n_cols);
+            if (n_rows - r0 >= XV_N) lse_small_block(x + r0 * n_cols, n_cols, XV_N, out + r0);
+            else lse_small_block(x + r0 * n_cols, n_cols, n_rows - r0, out + r0);
         }
         return XENT_OK;
     }
