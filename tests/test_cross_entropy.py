@@ -515,6 +515,36 @@ def test_fused_equals_separate_and_inplace_bitwise(dtype, c, opt_name, reduction
     _bitwise(x, x0)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt_name", ["plain", "weight_smooth_ignore", "all"])
+@pytest.mark.parametrize("n_rows", [3, 40])
+@pytest.mark.usefixtures("simd")
+def test_long_rows_all_forms(dtype, opt_name, n_rows):
+    """Rows longer than L1 (and than the prefetch window's chunks), ignored rows
+    between: every form matches the reference and the others bitwise, any team size."""
+    rng = np.random.default_rng(17)
+    c = 9000
+    x, t, kw = _build(rng, (n_rows, c), dtype, OPTION_SETS[opt_name], ignore_frac=0.3)
+    x[1, 5] = 60.0  # a confident row
+    kw["reduction"] = "mean"
+    exp_loss, exp_grad = manual_ce(x, t, **kw)
+    loss = xent.cross_entropy(x, t, **kw)
+    grad = xent.cross_entropy_grad(x, t, **kw)
+    assert_close(loss, exp_loss, dtype, what="loss")
+    assert_close(grad, exp_grad, dtype, what="grad")
+    l2, g2 = xent.cross_entropy_and_grad(x, t, **kw)
+    _bitwise(l2, loss)
+    _bitwise(g2, grad)
+    buf = x.copy()
+    l3, g3 = xent.cross_entropy_and_grad(buf, t, out=buf, **kw)
+    _bitwise(l3, loss)
+    _bitwise(g3, grad)
+    for n_threads in (1, 3):
+        l4, g4 = xent.cross_entropy_and_grad(x, t, num_threads=n_threads, **kw)
+        _bitwise(l4, loss)
+        _bitwise(g4, grad)
+
+
 def _misaligned(shape, dtype, byte_offset):
     """A C-contiguous writable array whose data starts `byte_offset` bytes into a buffer."""
     n = int(np.prod(shape))

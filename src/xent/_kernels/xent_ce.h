@@ -177,7 +177,7 @@ XENT_INLINE ce_coefs_t ce_class_coefs(XENT_T m, double s, double rest, double sx
  */
 static double ce_sumexp_split(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
                               const XENT_T *XENT_RESTRICT v, double *w_sx, XENT_T cap,
-                              const XENT_T *prefetch, double *rest)
+                              const XENT_T *prefetch, int prefetch_whole, double *rest)
 {
     double r = 0.0, k = 0.0, sx = 0.0;
     int64_t c0;
@@ -186,7 +186,10 @@ static double ce_sumexp_split(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
         double kc, sxc = 0.0;
         /* one chunk per call: the same per-chunk sums ce_rows_split combines */
         const double rc = row_sumexp_ex(x + c0, len, m, e ? e + c0 : NULL, v ? v + c0 : NULL,
-                                        w_sx ? &sxc : NULL, cap, row_prefetch_chunk(prefetch, c0), &kc);
+                                        w_sx ? &sxc : NULL, cap,
+                                        prefetch_whole ? (prefetch ? prefetch + c0 : NULL)
+                                                       : row_prefetch_chunk(prefetch, c0),
+                                        &kc);
         r += rc;
         k += kc;
         sx += sxc;
@@ -222,7 +225,7 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
 
     if (q) {
         double Q, SQ;
-        s = ce_sumexp_split(L, C, m, NULL, NULL, NULL, cap_live, pf, &rest);
+        s = ce_sumexp_split(L, C, m, NULL, NULL, NULL, cap_live, pf, 0, &rest);
         logs = log1p(rest);
         lse = (double)m + logs;
         ce_soft_stats(L, q, w, C, m, cap_live, eps, &Q, &SQ);
@@ -239,7 +242,12 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
         const XENT_T xt = cap_live > 0 ? ce_cap1(x[t], cap) : L[t];
         const int keep_exp = g == x && cap == 0; /* in place: store exp(x - m) in the row */
         ce_coefs_t k;
-        s = ce_sumexp_split(L, C, m, keep_exp ? g : NULL, w, smooth ? &sx : NULL, cap_live, pf, &rest);
+        /* Without a gradient this is the row's last pass: prefetch all of the next row
+           (this row's lines are evicted as they are consumed).  With one, the row
+           is read again, so only the first XENT_PREFETCH_MAX_ROW_BYTES of the next
+           row come now and the rest during the gradient pass. */
+        s = ce_sumexp_split(L, C, m, keep_exp ? g : NULL, w, smooth ? &sx : NULL, cap_live, pf, g == NULL,
+                            &rest);
         k = ce_class_coefs(m, s, rest, sx, xt, wt, W, C, cg, a);
         loss = k.loss;
         if (g) {
@@ -248,8 +256,12 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
                 ce_write_grad_general(x, C, m, k.a, k.b, 0, w, NULL, cap, g);
                 g[t] = (XENT_T)(k.gt / (ch * ch));
             } else {
-                if (keep_exp) row_axpb(g, C, 0, m, k.a, k.b, w, g, 0);
-                else row_axpb(x, C, 1, m, k.a, k.b, w, g, stream);
+                /* the part of the next row that pass 2 could not prefetch (see above) */
+                const int64_t pf_skip = XENT_PREFETCH_MAX_ROW_BYTES / (int64_t)sizeof(XENT_T);
+                const XENT_T *pf3 = (pf && C > pf_skip) ? pf + pf_skip : NULL;
+                const int64_t pf3_n = pf3 ? C - pf_skip : 0;
+                if (keep_exp) row_axpb(g, C, 0, m, k.a, k.b, w, g, 0, pf3, pf3_n);
+                else row_axpb(x, C, 1, m, k.a, k.b, w, g, stream, pf3, pf3_n);
                 g[t] = (XENT_T)k.gt;
             }
         }
@@ -405,8 +417,8 @@ static void ce_rows_split(const XENT_T *x, const int64_t *target, int64_t n_rows
             if (k == 0) loss_rows[r] = sw * kc.loss;
             if (gr && hi > lo) {
                 const XENT_T *v = a->weight ? a->weight + lo : NULL;
-                if (gr == xr) row_axpb(gr + lo, hi - lo, 0, m, kc.a, kc.b, v, gr + lo, 0);
-                else row_axpb(xr + lo, hi - lo, 1, m, kc.a, kc.b, v, gr + lo, stream);
+                if (gr == xr) row_axpb(gr + lo, hi - lo, 0, m, kc.a, kc.b, v, gr + lo, 0, NULL, 0);
+                else row_axpb(xr + lo, hi - lo, 1, m, kc.a, kc.b, v, gr + lo, stream, NULL, 0);
                 if (t >= lo && t < hi) gr[t] = (XENT_T)kc.gt;
             }
         }

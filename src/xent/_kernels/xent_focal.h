@@ -111,7 +111,7 @@ int64_t XENT_FN(xent_focal_rows)(const XENT_T *x, const int64_t *t, int64_t n_ro
             XENT_T *g = grad + i * n_cols;
             /* g_j = ac * exp(x_j - m) / s, then g_t = -ac (1 - p_t) (x_t was read above:
                g may alias x) */
-            row_axpb(xr, n_cols, 1, m, (XENT_T)(ac / s), 0, NULL, g, 0);
+            row_axpb(xr, n_cols, 1, m, (XENT_T)(ac / s), 0, NULL, g, 0, NULL, 0);
             g[ti] = (XENT_T)(-ac * omp);
         }
     }

@@ -76,8 +76,9 @@ XENT_INLINE xv xv_exp(xv x)
     r = xv_fnmadd(n, xv_set1(XENT_LN2_LO), r);
     xv p = xv_exp_poly(r);
 #ifdef XV_HAS_SCALEF
+    (void)x;
     return xv_scalef(p, n); /* one rounding, subnormal and overflowing results included */
-#endif
+#else
     if (XENT_LIKELY(!xm_any(xv_not_le(xv_abs(n), xv_set1(XENT_EXP_NMAX)))))
         return xv_mul(p, xv_pow2n(n));
     {
@@ -88,6 +89,7 @@ XENT_INLINE xv xv_exp(xv x)
         xv y = xv_mul(xv_mul(p, xv_pow2n(n1)), xv_pow2n(n2));
         return xv_select(xv_isnan(x), x, y);
     }
+#endif
 }
 
 /*

@@ -188,13 +188,20 @@ XENT_INLINE void row_sub2(const XENT_T *x, int64_t n, XENT_T m, XENT_T c, XENT_T
     if (i < n) xv_store_part(out + i, xv_sub(xv_sub(xv_load_part(x + i, n - i, 0), vm), vc), n - i);
 }
 
+/* Prefetch into L2 the cache lines of one vector at p (a vector is at most 64 bytes). */
+XENT_INLINE void row_prefetch_vector(const XENT_T *p)
+{
+    if (((uintptr_t)p & 63) < sizeof(xv)) XENT_PREFETCH_L2(p); /* once per line */
+}
+
 /*
  * Gradient row writer: out_j = a * src_j + b * v_j, where src_j is e_j (already
  * exponentiated, `from_exp` = 0) or exp(x_j - m) (`from_exp` = 1), v is NULL
  * (treated as 1, and b may be 0).  `stream` asks for non-temporal stores.
  */
 XENT_INLINE void row_axpb(const XENT_T *src, int64_t n, int from_exp, XENT_T m, XENT_T a, XENT_T b,
-                          const XENT_T *XENT_RESTRICT v, XENT_T *out, int stream)
+                          const XENT_T *XENT_RESTRICT v, XENT_T *out, int stream, const XENT_T *pf,
+                          int64_t pf_n)
 {
     const xv va = xv_set1(a), vb = xv_set1(b), vm = xv_set1(m);
     int64_t i = 0;
@@ -212,6 +219,7 @@ XENT_INLINE void row_axpb(const XENT_T *src, int64_t n, int from_exp, XENT_T m, 
         i = head;
         for (; i + XV_N <= n; i += XV_N) {
             xv s = xv_loadu(src + i);
+            if (i < pf_n) row_prefetch_vector(pf + i);
             if (from_exp) s = xv_exp(xv_sub(s, vm));
             xv r = v ? xv_fmadd(vb, xv_loadu(v + i), xv_mul(va, s)) : xv_fmadd(va, s, vb);
             xv_stream(out + i, r);
@@ -219,6 +227,7 @@ XENT_INLINE void row_axpb(const XENT_T *src, int64_t n, int from_exp, XENT_T m, 
     } else {
         for (; i + XV_N <= n; i += XV_N) {
             xv s = xv_loadu(src + i);
+            if (i < pf_n) row_prefetch_vector(pf + i);
             if (from_exp) s = xv_exp(xv_sub(s, vm));
             xv r = v ? xv_fmadd(vb, xv_loadu(v + i), xv_mul(va, s)) : xv_fmadd(va, s, vb);
             xv_storeu(out + i, r);
@@ -299,20 +308,23 @@ XENT_INLINE void rows_block_prefetch(const XENT_T *x, int64_t i, int64_t nb, int
     }
 }
 
-/* Store the block's columns back to rows (the inverse transpose, in place in
- * `cols`); lanes k >= nr are dropped. */
+/*
+ * Store the block's columns back to rows (the inverse transpose, in place in
+ * `cols`); lanes k >= nr are dropped.  Rows are written in order with full-width
+ * stores while those end inside the block: the lanes past a row's end land on the
+ * following rows, which are written afterwards (only the last rows need masks).
+ */
 XENT_INLINE void rows_block_store(XENT_T *gb, int64_t C, int64_t nr, xv *cols)
 {
+    const int64_t end = nr * C;
     int64_t c0, k;
-    for (c0 = 0; c0 < C; c0 += XV_N) {
-        const int64_t w = C - c0 < XV_N ? C - c0 : XV_N;
-        xv *tile = cols + c0;
-        xv_transpose(tile);
-        if (w == XV_N)
-            for (k = 0; k < nr; ++k) xv_storeu(gb + k * C + c0, tile[k]);
-        else
-            for (k = 0; k < nr; ++k) xv_store_part(gb + k * C + c0, tile[k], w);
-    }
+    for (c0 = 0; c0 < C; c0 += XV_N) xv_transpose(cols + c0);
+    for (k = 0; k < nr; ++k)
+        for (c0 = 0; c0 < C; c0 += XV_N) {
+            const int64_t o = k * C + c0;
+            if (o + XV_N <= end) xv_storeu(gb + o, cols[c0 + k]);
+            else xv_store_part(gb + o, cols[c0 + k], C - c0 < XV_N ? C - c0 : XV_N);
+        }
 }
 
 /* Next row to prefetch while processing row r of n_rows (NULL if none or rows too long). */
