@@ -72,7 +72,7 @@ XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e
                                  const XENT_T *XENT_RESTRICT v, double *w_sx, XENT_T cap,
                                  const XENT_T *prefetch, double *kmax)
 {
-    const xv vm = xv_set1(m), one = xv_set1((XENT_T)1), zero = xv_zero();
+    const xv vm = xv_set1(m), one = xv_set1((XENT_T)1);
     double s = 0.0, sx = 0.0, kt = 0.0;
     int64_t c0;
     for (c0 = 0; c0 < n; c0 += XENT_CHUNK) {
@@ -92,9 +92,10 @@ XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e
             if (e) { xv_storeu(e + i, e0); xv_storeu(e + i + XV_N, e1); }
             if (kmax) {
                 const xm l0 = xv_gt(one, e0), l1 = xv_gt(one, e1);
-                a0 = xv_add(a0, xv_select(l0, e0, zero));
-                a1 = xv_add(a1, xv_select(l1, e1, zero));
-                k0 = xv_add(k0, xv_add(xv_select(l0, zero, e0), xv_select(l1, zero, e1)));
+                a0 = xv_add_where(l0, a0, e0);
+                a1 = xv_add_where(l1, a1, e1);
+                k0 = xv_add_where(xm_not(l0), k0, e0);
+                k0 = xv_add_where(xm_not(l1), k0, e1);
             } else {
                 a0 = xv_add(a0, e0);
                 a1 = xv_add(a1, e1);
@@ -117,8 +118,8 @@ XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e
             if (e) xv_store_part(e + i, e0, k);
             if (kmax) {
                 const xm l0 = xv_gt(one, e0);
-                a0 = xv_add(a0, xv_select(l0, e0, zero));
-                k0 = xv_add(k0, xv_select(l0, zero, e0));
+                a0 = xv_add_where(l0, a0, e0);
+                k0 = xv_add_where(xm_not(l0), k0, e0);
             } else {
                 a0 = xv_add(a0, e0);
             }
