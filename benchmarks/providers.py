@@ -73,3 +73,26 @@ def np_cross_entropy_and_grad(x: np.ndarray, t: np.ndarray, out: np.ndarray):
     flat_out[rows, flat_t] -= 1.0
     flat_out /= t.size
     return loss, out
+
+
+def np_cross_entropy_and_grad_options(x, t, weight, label_smoothing, ignore_index, out):
+    """Mean cross-entropy with class weights, label smoothing and ignored rows, and
+    its gradient written to `out` (PyTorch's formulas)."""
+    c = x.shape[-1]
+    eps = label_smoothing
+    keep = t != ignore_index
+    ts = np.where(keep, t, 0)
+    rows = np.arange(t.size)
+    lse = np_logsumexp(x)
+    wt = weight[ts] * keep
+    denom = wt.sum()
+    lp_t = x[rows, ts] - lse
+    smooth = (weight * (x - lse[:, None])).sum(axis=-1)
+    loss = (-(1 - eps) * wt * lp_t - eps / c * smooth * keep).sum() / denom
+    np.subtract(x, lse[:, None], out=out)
+    np.exp(out, out=out)
+    out *= ((1 - eps) * wt + eps / c * weight.sum() * keep)[:, None]
+    out -= eps / c * weight[None, :] * keep[:, None]
+    out[rows, ts] -= (1 - eps) * wt
+    out /= denom
+    return loss, out

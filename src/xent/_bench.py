@@ -182,6 +182,13 @@ def _ce_options(variant: str, c: int, dtype: str):
         return {"weight": w}, lambda torch: {"weight": torch.from_numpy(w)}, 0.0
     if variant == "ignore":
         return {}, lambda torch: {}, 0.1
+    if variant == "all":  # the combined row: smoothing, class weight, 10% ignored
+        w = np.random.default_rng(2).uniform(0.5, 2.0, size=c).astype(dtype)
+        return (
+            {"weight": w, "label_smoothing": 0.1},
+            lambda torch: {"weight": torch.from_numpy(w), "label_smoothing": 0.1},
+            0.1,
+        )
     return {}, lambda torch: {}, 0.0
 
 
@@ -428,9 +435,10 @@ def build_cases(scale: str) -> list[Case]:
     add("logsumexp", "logsumexp", vocab, f32, ("logsumexp",), 1, _make_lse, quick=False)
     add("fused", "fused loss+grad (in place)", mid, f32, fused, 2, _make_fused())
     add("fused", "fused loss+grad (in place)", mid, f64, fused, 2, _make_fused())
-    add("fused_ls", "fused, label_smoothing=0.1", big, f32, fused, 2, _make_fused("ls"))
-    add("fused_w", "fused, class weight", big, f32, fused, 2, _make_fused("weight"))
-    add("fused_ign", "fused, 10% ignored", big, f32, fused, 2, _make_fused("ignore"))
+    add("fused_all", "fused, smoothing+weight+10% ignored", big, f32, fused, 2, _make_fused("all"))
+    add("fused_ls", "fused, label_smoothing=0.1", big, f32, fused, 2, _make_fused("ls"), quick=False)
+    add("fused_w", "fused, class weight", big, f32, fused, 2, _make_fused("weight"), quick=False)
+    add("fused_ign", "fused, 10% ignored", big, f32, fused, 2, _make_fused("ignore"), quick=False)
     add("fused", "fused loss+grad (in place)", few, f32, fused, 2, _make_fused())
     add("loss", "loss only", few, f32, ("cross_entropy",), 1, _make_loss)
     add("logsumexp", "logsumexp", few, f32, ("logsumexp",), 1, _make_lse)
