@@ -53,12 +53,24 @@ static int64_t ce_scan_targets(const int64_t *t, int64_t n, int64_t c, const xen
         const int64_t lo = b * bsize, hi = (lo + bsize < n) ? lo + bsize : n;
         int64_t i, nbad = 0;
         double acc = 0.0;
-        for (i = lo; i < hi; ++i) {
-            const int64_t ti = t[i];
-            if (ti == a->ignore_index) continue;
-            if ((uint64_t)ti >= (uint64_t)c) { ++nbad; continue; }
-            acc += (a->weight ? (double)a->weight[ti] : 1.0) *
-                   (a->sample_weight ? (double)a->sample_weight[i] : 1.0);
+        if (!a->weight && !a->sample_weight) { /* branch-free: the compiler vectorises it */
+            const int64_t ig = a->ignore_index;
+            int64_t nvalid = 0;
+            for (i = lo; i < hi; ++i) {
+                const int64_t ti = t[i];
+                const int64_t in_range = (uint64_t)ti < (uint64_t)c, kept = ti != ig;
+                nvalid += in_range & kept;
+                nbad += (1 - in_range) & kept;
+            }
+            acc = (double)nvalid;
+        } else {
+            for (i = lo; i < hi; ++i) {
+                const int64_t ti = t[i];
+                if (ti == a->ignore_index) continue;
+                if ((uint64_t)ti >= (uint64_t)c) { ++nbad; continue; }
+                acc += (a->weight ? (double)a->weight[ti] : 1.0) *
+                       (a->sample_weight ? (double)a->sample_weight[i] : 1.0);
+            }
         }
         part[b] = acc;
         bad += nbad;
