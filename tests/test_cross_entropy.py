@@ -545,6 +545,25 @@ def test_long_rows_all_forms(dtype, opt_name, n_rows):
         _bitwise(g4, grad)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt_name", ["plain", "weight_smooth_ignore"])
+def test_large_separate_gradient_streams_same_bits(dtype, opt_name):
+    """A separate gradient over 16 MiB is written with streaming stores (exponentials
+    recomputed): the same bits as in place, where they are kept in the row."""
+    rng = np.random.default_rng(18)
+    n = (17 * 2**20) // (8200 * np.dtype(dtype).itemsize) + 3
+    x, t, kw = _build(rng, (n, 8200), dtype, OPTION_SETS[opt_name])
+    assert x.nbytes > 16 * 2**20
+    l1, g1 = xent.cross_entropy_and_grad(x, t, **kw)
+    buf = x.copy()
+    l2, g2 = xent.cross_entropy_and_grad(buf, t, out=buf, **kw)
+    _bitwise(l1, l2)
+    _bitwise(g1, g2)
+    exp_loss, exp_grad = manual_ce(x, t, **kw)
+    assert_close(l1, exp_loss, dtype, what="loss")
+    assert_close(g1, exp_grad, dtype, what="grad")
+
+
 def _misaligned(shape, dtype, byte_offset):
     """A C-contiguous writable array whose data starts `byte_offset` bytes into a buffer."""
     n = int(np.prod(shape))

@@ -13,10 +13,11 @@
  *   p_t - 1 = -rest / s (confident rows keep their relative accuracy).
  *   Forward-only and fused calls run the very same statistics code, so their
  *   losses are bitwise equal.
- * - Fused gradient: in place (grad == logits) the exponentials are kept in the row
- *   and rescaled (one exp per element, the row stays in L2); into a separate
+ * - Fused gradient: in place (grad == logits), or into a separate buffer of at
+ *   most XENT_STREAM_MIN_BYTES, the exponentials are kept in the gradient row and
+ *   rescaled (one exp per element, the row stays in L2); into a larger separate
  *   buffer they are recomputed and written with streaming stores (no read for
- *   ownership of the destination).
+ *   ownership of the destination).  Both give the same bits.
  * - Ignored rows cost the target read and, when a gradient is asked for, a zeroed row.
  * - Per-row losses are written in double and summed after the parallel loop in a
  *   fixed order: results do not depend on the thread count.
@@ -212,6 +213,18 @@ static double ce_sumexp_split(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
 }
 
 /*
+ * Whether a gradient goes to memory with streaming stores (exponentials recomputed
+ * in the writing pass): for a separate gradient too large to stay in cache.  In
+ * place, or when it is small, the exponentials are stored in the gradient during
+ * the sum and rescaled there (one exp per element); both ways give the same bits.
+ */
+#define XENT_STREAM_MIN_BYTES (16 * 1024 * 1024)
+XENT_INLINE int ce_stream_gradient(const XENT_T *x, const XENT_T *grad, int64_t n_rows, int64_t n_cols)
+{
+    return grad != NULL && grad != x && n_rows * n_cols * (int64_t)sizeof(XENT_T) > XENT_STREAM_MIN_BYTES;
+}
+
+/*
  * One row.  Returns the row's loss (sample weight included).  `cg` is the
  * gradient factor of the row (grad_output / denominator * sample weight);
  * `g` is NULL for forward only; `t` < 0 with `q` != NULL means probability targets.
@@ -252,7 +265,8 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
 
     {
         const XENT_T xt = cap_live > 0 ? ce_cap1(x[t], cap) : L[t];
-        const int keep_exp = g == x && cap == 0; /* in place: store exp(x - m) in the row */
+        /* store exp(x - m) in g (in place, or a small separate gradient) */
+        const int keep_exp = g != NULL && !stream && cap == 0;
         ce_coefs_t k;
         /* Without a gradient this is the row's last pass: prefetch all of the next row
            (this row's lines are evicted as they are consumed).  With one, the row
@@ -377,7 +391,7 @@ static void ce_rows_split(const XENT_T *x, const int64_t *target, int64_t n_rows
 {
     const int64_t nch = (C + XENT_CHUNK - 1) / XENT_CHUNK;
     const int smooth = a->label_smoothing != 0.0;
-    const int stream = grad != NULL && grad != x;
+    const int stream = ce_stream_gradient(x, grad, n_rows, C);
     double cr[XENT_SPLIT_MAX_CHUNKS], ck[XENT_SPLIT_MAX_CHUNKS], csx[XENT_SPLIT_MAX_CHUNKS];
     XENT_T pm[XENT_SPLIT_MAX_THREADS];
     /* One team for all rows (a region per row would wake the team per row).  Two
@@ -415,7 +429,7 @@ static void ce_rows_split(const XENT_T *x, const int64_t *target, int64_t n_rows
             for (ch = clo; ch < chi; ++ch) {
                 const int64_t c0 = ch * XENT_CHUNK, len = (c0 + XENT_CHUNK < C) ? XENT_CHUNK : C - c0;
                 csx[ch] = 0.0;
-                cr[ch] = row_sumexp_ex(xr + c0, len, m, (gr == xr) ? gr + c0 : NULL,
+                cr[ch] = row_sumexp_ex(xr + c0, len, m, (gr && !stream) ? gr + c0 : NULL,
                                        a->weight ? a->weight + c0 : NULL, smooth ? &csx[ch] : NULL,
                                        0, NULL, &ck[ch]);
             }
@@ -429,7 +443,7 @@ static void ce_rows_split(const XENT_T *x, const int64_t *target, int64_t n_rows
             if (k == 0) loss_rows[r] = sw * kc.loss;
             if (gr && hi > lo) {
                 const XENT_T *v = a->weight ? a->weight + lo : NULL;
-                if (gr == xr) row_axpb(gr + lo, hi - lo, 0, m, kc.a, kc.b, v, gr + lo, 0, NULL, 0);
+                if (!stream) row_axpb(gr + lo, hi - lo, 0, m, kc.a, kc.b, v, gr + lo, 0, NULL, 0);
                 else row_axpb(xr + lo, hi - lo, 1, m, kc.a, kc.b, v, gr + lo, stream, NULL, 0);
                 if (t >= lo && t < hi) gr[t] = (XENT_T)kc.gt;
             }
@@ -455,7 +469,7 @@ int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT
     double denom, W = (double)n_cols, scale;
     int64_t i;
     int nt;
-    const int stream = grad != NULL && grad != x;
+    const int stream = ce_stream_gradient(x, grad, n_rows, n_cols);
 
     if (q == NULL) {
         const int64_t bad = ce_scan_targets(target, n_rows, n_cols, a, n_threads, &denom);
