@@ -495,15 +495,28 @@ int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT
     }
     nt = xent_threads_for(n_rows * n_cols, n_rows, n_threads);
     if (XV_N > 1 && q == NULL && a->softcap == 0 && n_cols <= XENT_SMALL_C) {
+        /* Fixed groups of blocks, handed out as threads become free; each group also
+           sums its losses (in a fixed order: the total does not depend on the team). */
+        enum { MAX_GROUPS = 1024 };
         const int64_t nb = (n_rows + XV_N - 1) / XV_N;
-        XENT_PRAGMA_OMP(parallel for schedule(dynamic, 64) num_threads(nt) if(nt > 1))
-        for (i = 0; i < nb; ++i) {
-            const int64_t r0 = i * XV_N;
-            rows_block_prefetch(x, i, nb, n_cols);
-            if (n_rows - r0 >= XV_N) ce_small_block(x, target, r0, XV_N, n_cols, a, W, scale, loss_rows, grad);
-            else ce_small_block(x, target, r0, n_rows - r0, n_cols, a, W, scale, loss_rows, grad);
+        double gsum[MAX_GROUPS];
+        int64_t gsz = 64, ng;
+        while ((nb + gsz - 1) / gsz > MAX_GROUPS) gsz *= 2;
+        ng = (nb + gsz - 1) / gsz;
+        XENT_PRAGMA_OMP(parallel for schedule(dynamic, 1) num_threads(nt) if(nt > 1))
+        for (i = 0; i < ng; ++i) {
+            const int64_t b1 = (i + 1) * gsz < nb ? (i + 1) * gsz : nb;
+            const int64_t lo = i * gsz * XV_N, hi = b1 * XV_N < n_rows ? b1 * XV_N : n_rows;
+            int64_t b;
+            for (b = i * gsz; b < b1; ++b) {
+                const int64_t r0 = b * XV_N;
+                rows_block_prefetch(x, b, nb, n_cols);
+                if (n_rows - r0 >= XV_N) ce_small_block(x, target, r0, XV_N, n_cols, a, W, scale, loss_rows, grad);
+                else ce_small_block(x, target, r0, n_rows - r0, n_cols, a, W, scale, loss_rows, grad);
+            }
+            gsum[i] = xent_sum_doubles(loss_rows + lo, hi - lo);
         }
-        totals[0] = xent_sum_doubles(loss_rows, n_rows);
+        totals[0] = xent_sum_doubles(gsum, ng);
         totals[1] = denom;
         return XENT_OK;
     }
