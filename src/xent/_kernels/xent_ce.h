@@ -218,10 +218,9 @@ static double ce_sumexp_split(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
  * place, or when it is small, the exponentials are stored in the gradient during
  * the sum and rescaled there (one exp per element); both ways give the same bits.
  */
-#define XENT_STREAM_MIN_BYTES (16 * 1024 * 1024)
 XENT_INLINE int ce_stream_gradient(const XENT_T *x, const XENT_T *grad, int64_t n_rows, int64_t n_cols)
 {
-    return grad != NULL && grad != x && n_rows * n_cols * (int64_t)sizeof(XENT_T) > XENT_STREAM_MIN_BYTES;
+    return rows_stream_output(x, grad, n_rows, n_cols);
 }
 
 /*

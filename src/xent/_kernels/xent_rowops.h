@@ -180,12 +180,33 @@ XENT_INLINE void row_scale(const XENT_T *e, int64_t n, XENT_T a, XENT_T *out)
     if (i < n) xv_store_part(out + i, xv_mul(xv_load_part(e + i, n - i, 0), va), n - i);
 }
 
-/* out = (x - m) - c, PyTorch's log_softmax ordering (x may alias out). */
-XENT_INLINE void row_sub2(const XENT_T *x, int64_t n, XENT_T m, XENT_T c, XENT_T *out)
+/*
+ * Whether a separate output of n_rows x n_cols goes to memory with streaming
+ * (non-temporal) stores: when it is too large to stay in cache.  Smaller outputs
+ * (and outputs written in place) use ordinary stores.
+ */
+#define XENT_STREAM_MIN_BYTES (16 * 1024 * 1024)
+XENT_INLINE int rows_stream_output(const XENT_T *x, const XENT_T *out, int64_t n_rows, int64_t n_cols)
+{
+    return out != NULL && out != x && n_rows * n_cols * (int64_t)sizeof(XENT_T) > XENT_STREAM_MIN_BYTES;
+}
+
+/* out = (x - m) - c, PyTorch's log_softmax ordering (x may alias out); `stream`
+ * asks for non-temporal stores (out must not alias x then). */
+XENT_INLINE void row_sub2(const XENT_T *x, int64_t n, XENT_T m, XENT_T c, XENT_T *out, int stream)
 {
     const xv vm = xv_set1(m), vc = xv_set1(c);
     int64_t i = 0;
-    for (; i + XV_N <= n; i += XV_N) xv_storeu(out + i, xv_sub(xv_sub(xv_loadu(x + i), vm), vc));
+    if (stream && (uintptr_t)out % sizeof(XENT_T) == 0) {
+        /* a partial head vector (< XV_N elements) until `out` is aligned for streaming */
+        const uintptr_t addr = (uintptr_t)out;
+        int64_t head = (int64_t)(((sizeof(xv) - addr % sizeof(xv)) % sizeof(xv)) / sizeof(XENT_T));
+        if (head > n) head = n;
+        if (head > 0) xv_store_part(out, xv_sub(xv_sub(xv_load_part(x, head, 0), vm), vc), head);
+        for (i = head; i + XV_N <= n; i += XV_N) xv_stream(out + i, xv_sub(xv_sub(xv_loadu(x + i), vm), vc));
+    } else {
+        for (; i + XV_N <= n; i += XV_N) xv_storeu(out + i, xv_sub(xv_sub(xv_loadu(x + i), vm), vc));
+    }
     if (i < n) xv_store_part(out + i, xv_sub(xv_sub(xv_load_part(x + i, n - i, 0), vm), vc), n - i);
 }
 

@@ -59,21 +59,31 @@ int64_t XENT_FN(xent_logsumexp_rows)(const XENT_T *x, int64_t n_rows, int64_t n_
     return XENT_OK;
 }
 
-/* out = softmax(x) row-wise; out may alias x. */
+/*
+ * out = softmax(x) row-wise; out may alias x.  A large separate output is written
+ * with streaming stores (no read for ownership), the exponentials computed again
+ * in that pass; otherwise they are stored in `out` and rescaled there.  Same bits.
+ */
 int64_t XENT_FN(xent_softmax_rows)(const XENT_T *x, int64_t n_rows, int64_t n_cols,
                                    XENT_T *out, int n_threads)
 {
     const int nt = xent_threads_for(n_rows * n_cols, n_rows, n_threads);
-    int64_t i;
+    const int stream = rows_stream_output(x, out, n_rows, n_cols);
     if (n_cols == 0) return XENT_OK;
-    XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
-    for (i = 0; i < n_rows; ++i) {
-        const XENT_T *xr = x + i * n_cols;
-        XENT_T *o = out + i * n_cols;
-        const XENT_T m = row_max(xr, n_cols);
-        const double s = row_sumexp_ex(xr, n_cols, m, o, NULL, NULL, 0,
-                                       row_prefetch_target(x, i, n_rows, n_cols), NULL);
-        row_scale(o, n_cols, (XENT_T)(1.0 / s), o);
+    XENT_PRAGMA_OMP(parallel num_threads(nt) if(nt > 1))
+    {
+        int64_t i;
+        XENT_PRAGMA_OMP(for schedule(static))
+        for (i = 0; i < n_rows; ++i) {
+            const XENT_T *xr = x + i * n_cols;
+            XENT_T *o = out + i * n_cols;
+            const XENT_T m = row_max(xr, n_cols);
+            const double s = row_sumexp_ex(xr, n_cols, m, stream ? NULL : o, NULL, NULL, 0,
+                                           row_prefetch_target(x, i, n_rows, n_cols), NULL);
+            if (stream) row_axpb(xr, n_cols, 1, m, (XENT_T)(1.0 / s), 0, NULL, o, 1, NULL, 0);
+            else row_scale(o, n_cols, (XENT_T)(1.0 / s), o);
+        }
+        if (stream) xv_stream_fence();
     }
     return XENT_OK;
 }
@@ -83,15 +93,20 @@ int64_t XENT_FN(xent_log_softmax_rows)(const XENT_T *x, int64_t n_rows, int64_t 
                                        XENT_T *out, int n_threads)
 {
     const int nt = xent_threads_for(n_rows * n_cols, n_rows, n_threads);
-    int64_t i;
+    const int stream = rows_stream_output(x, out, n_rows, n_cols);
     if (n_cols == 0) return XENT_OK;
-    XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
-    for (i = 0; i < n_rows; ++i) {
-        const XENT_T *xr = x + i * n_cols;
-        const XENT_T m = row_max(xr, n_cols);
-        const double s = row_sumexp_ex(xr, n_cols, m, NULL, NULL, NULL, 0,
-                                       row_prefetch_target(x, i, n_rows, n_cols), NULL);
-        row_sub2(xr, n_cols, m, (XENT_T)log(s), out + i * n_cols);
+    XENT_PRAGMA_OMP(parallel num_threads(nt) if(nt > 1))
+    {
+        int64_t i;
+        XENT_PRAGMA_OMP(for schedule(static))
+        for (i = 0; i < n_rows; ++i) {
+            const XENT_T *xr = x + i * n_cols;
+            const XENT_T m = row_max(xr, n_cols);
+            const double s = row_sumexp_ex(xr, n_cols, m, NULL, NULL, NULL, 0,
+                                           row_prefetch_target(x, i, n_rows, n_cols), NULL);
+            row_sub2(xr, n_cols, m, (XENT_T)log(s), out + i * n_cols, stream);
+        }
+        if (stream) xv_stream_fence();
     }
     return XENT_OK;
 }
