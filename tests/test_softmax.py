@@ -262,3 +262,10 @@ def test_large_separate_output_streams_same_bits(simd, dtype, rng, func):
     assert fn(buf, out=buf) is buf
     assert y.tobytes() == buf.tobytes()
     assert_close(y[:5], ref(x[:5]), dtype)
+    # an out= buffer that is not vector-aligned (a head before the streaming part),
+    # and one that is not even element-aligned (no streaming)
+    for offset in (np.dtype(dtype).itemsize, 1):
+        raw = np.empty(x.nbytes + 64, np.uint8)
+        out = raw[offset:offset + x.nbytes].view(dtype).reshape(x.shape)
+        assert fn(x, out=out) is out
+        assert out.tobytes() == y.tobytes(), offset

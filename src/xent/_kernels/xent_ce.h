@@ -14,10 +14,10 @@
  *   Forward-only and fused calls run the very same statistics code, so their
  *   losses are bitwise equal.
  * - Fused gradient: in place (grad == logits), or into a separate buffer of at
- *   most XENT_STREAM_MIN_BYTES, the exponentials are kept in the gradient row and
- *   rescaled (one exp per element, the row stays in L2); into a larger separate
- *   buffer they are recomputed and written with streaming stores (no read for
- *   ownership of the destination).  Both give the same bits.
+ *   most XENT_STREAM_MIN_BYTES (rows_stream_output), the exponentials are kept in
+ *   the gradient row and rescaled (one exp per element, the row stays in L2); into
+ *   a larger separate buffer they are recomputed and written with streaming stores
+ *   (no read for ownership of the destination).  Both give the same bits.
  * - Ignored rows cost the target read and, when a gradient is asked for, a zeroed row.
  * - Per-row losses are written in double and summed after the parallel loop in a
  *   fixed order: results do not depend on the thread count.
@@ -213,17 +213,6 @@ static double ce_sumexp_split(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
 }
 
 /*
- * Whether a gradient goes to memory with streaming stores (exponentials recomputed
- * in the writing pass): for a separate gradient too large to stay in cache.  In
- * place, or when it is small, the exponentials are stored in the gradient during
- * the sum and rescaled there (one exp per element); both ways give the same bits.
- */
-XENT_INLINE int ce_stream_gradient(const XENT_T *x, const XENT_T *grad, int64_t n_rows, int64_t n_cols)
-{
-    return rows_stream_output(x, grad, n_rows, n_cols);
-}
-
-/*
  * One row.  Returns the row's loss (sample weight included).  `cg` is the
  * gradient factor of the row (grad_output / denominator * sample weight);
  * `g` is NULL for forward only; `t` < 0 with `q` != NULL means probability targets.
@@ -390,7 +379,7 @@ static void ce_rows_split(const XENT_T *x, const int64_t *target, int64_t n_rows
 {
     const int64_t nch = (C + XENT_CHUNK - 1) / XENT_CHUNK;
     const int smooth = a->label_smoothing != 0.0;
-    const int stream = ce_stream_gradient(x, grad, n_rows, C);
+    const int stream = rows_stream_output(x, grad, n_rows, C);
     double cr[XENT_SPLIT_MAX_CHUNKS], ck[XENT_SPLIT_MAX_CHUNKS], csx[XENT_SPLIT_MAX_CHUNKS];
     XENT_T pm[XENT_SPLIT_MAX_THREADS];
     /* One team for all rows (a region per row would wake the team per row).  Two
@@ -468,7 +457,7 @@ int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT
     double denom, W = (double)n_cols, scale;
     int64_t i;
     int nt;
-    const int stream = ce_stream_gradient(x, grad, n_rows, n_cols);
+    const int stream = rows_stream_output(x, grad, n_rows, n_cols);
 
     if (q == NULL) {
         const int64_t bad = ce_scan_targets(target, n_rows, n_cols, a, n_threads, &denom);

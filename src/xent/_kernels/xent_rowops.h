@@ -191,17 +191,27 @@ XENT_INLINE int rows_stream_output(const XENT_T *x, const XENT_T *out, int64_t n
     return out != NULL && out != x && n_rows * n_cols * (int64_t)sizeof(XENT_T) > XENT_STREAM_MIN_BYTES;
 }
 
+/*
+ * Elements to write with ordinary stores before `out` is aligned for streaming
+ * stores (at most n), or -1 if it never will be (not even element-aligned).
+ */
+XENT_INLINE int64_t row_stream_head(const XENT_T *out, int64_t n)
+{
+    const uintptr_t addr = (uintptr_t)out;
+    int64_t head;
+    if (addr % sizeof(XENT_T)) return -1;
+    head = (int64_t)(((sizeof(xv) - addr % sizeof(xv)) % sizeof(xv)) / sizeof(XENT_T));
+    return head > n ? n : head;
+}
+
 /* out = (x - m) - c, PyTorch's log_softmax ordering (x may alias out); `stream`
  * asks for non-temporal stores (out must not alias x then). */
 XENT_INLINE void row_sub2(const XENT_T *x, int64_t n, XENT_T m, XENT_T c, XENT_T *out, int stream)
 {
     const xv vm = xv_set1(m), vc = xv_set1(c);
+    const int64_t head = stream ? row_stream_head(out, n) : -1;
     int64_t i = 0;
-    if (stream && (uintptr_t)out % sizeof(XENT_T) == 0) {
-        /* a partial head vector (< XV_N elements) until `out` is aligned for streaming */
-        const uintptr_t addr = (uintptr_t)out;
-        int64_t head = (int64_t)(((sizeof(xv) - addr % sizeof(xv)) % sizeof(xv)) / sizeof(XENT_T));
-        if (head > n) head = n;
+    if (head >= 0) {
         if (head > 0) xv_store_part(out, xv_sub(xv_sub(xv_load_part(x, head, 0), vm), vc), head);
         for (i = head; i + XV_N <= n; i += XV_N) xv_stream(out + i, xv_sub(xv_sub(xv_loadu(x + i), vm), vc));
     } else {
@@ -226,12 +236,9 @@ XENT_INLINE void row_axpb(const XENT_T *src, int64_t n, int from_exp, XENT_T m, 
                           int64_t pf_n)
 {
     const xv va = xv_set1(a), vb = xv_set1(b), vm = xv_set1(m);
+    const int64_t head = stream ? row_stream_head(out, n) : -1;
     int64_t i = 0;
-    if (stream && (uintptr_t)out % sizeof(XENT_T) == 0) {
-        /* a partial head vector (< XV_N elements) until `out` is aligned for streaming */
-        const uintptr_t addr = (uintptr_t)out;
-        int64_t head = (int64_t)(((sizeof(xv) - addr % sizeof(xv)) % sizeof(xv)) / sizeof(XENT_T));
-        if (head > n) head = n;
+    if (head >= 0) {
         if (head > 0) {
             xv s = xv_load_part(src, head, 0);
             if (from_exp) s = xv_exp(xv_sub(s, vm));
