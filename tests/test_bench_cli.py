@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -119,6 +121,37 @@ def test_measure_restores_before_every_call():
     for r in res.values():
         assert r["ms"] >= r["min_ms"] >= 0
 
+
+
+def _scripted(durations):
+    """An Impl whose successive calls last the given times (then the last one)."""
+    calls = []
+
+    def run():
+        calls.append(1)
+        time.sleep(durations[min(len(calls), len(durations)) - 1])
+
+    return _bench.Impl(run), calls
+
+
+def test_settle_warms_up_until_two_calls_agree():
+    st = dataclasses.replace(_bench._SETTINGS["quick"], pause_s=0.0)
+    # a slow settling phase (as PyTorch under the tuned malloc), then stable
+    impl, calls = _scripted([0.1, 0.25, 0.15, 0.02, 0.02, 0.02])
+    _bench._settle(impl, 0.0, st)
+    assert len(calls) == 5
+    # stable from the start: two calls
+    impl, calls = _scripted([0.02])
+    _bench._settle(impl, 0.0, st)
+    assert len(calls) == 2
+    # never stable: stops at the call cap
+    impl, calls = _scripted([0.01, 0.03] * 20)
+    _bench._settle(impl, 0.0, dataclasses.replace(st, settle_calls=4, settle_cap_s=60.0))
+    assert len(calls) == 4
+    # or at the time cap
+    impl, calls = _scripted([0.05, 0.2] * 20)
+    _bench._settle(impl, 0.0, dataclasses.replace(st, settle_calls=50, settle_cap_s=0.3))
+    assert 2 <= len(calls) <= 4
 
 ROWS = [
     {
