@@ -239,6 +239,29 @@ def test_bad_num_threads(func, n, exc):
         func[0](x, num_threads=n)
 
 
+@pytest.mark.parametrize("shape", [(1, 4_500_001), (3, 1_500_007), (2053, 2063)],
+                         ids=lambda s: f"{s[0]}x{s[1]}")
+def test_large_separate_output_odd_shapes_and_nonfinite_rows(simd, dtype, rng, func, shape):
+    """The streaming-store path works through each thread's rows as a pipeline
+    (write row i - 1 while summing row i): one row in all, fewer rows than
+    threads, odd lengths, unaligned rows, and rows holding -inf / +inf / NaN give
+    the in-place bits for any thread count, and the reference's values."""
+    fn, ref, _ = func
+    x = make_logits(rng, shape, dtype)
+    assert x.nbytes > 16 * 2**20
+    if shape[0] >= 3:
+        x[0, :] = -np.inf
+        x[1, 7] = np.nan
+        x[-1, -3] = np.inf
+        x[-2, :5] = -np.inf
+    in_place = x.copy()
+    fn(in_place, out=in_place)
+    for nt in (1, 2, 3):
+        got = fn(x, num_threads=nt)
+        assert got.tobytes() == in_place.tobytes(), nt
+    assert_close(got, ref(x), dtype)
+
+
 def test_concurrent_calls(dtype, rng, func):
     fn = func[0]
     xs = [make_logits(rng, (64, 257 + 13 * i), dtype) for i in range(12)]

@@ -1,10 +1,14 @@
 # Softmax family: logsumexp / softmax / log_softmax over contiguous rows.
 
+from libc.stdlib cimport free, malloc
+
+
 cdef extern from "xent_kernels.h" nogil:
+    enum: XENT_STREAM_MIN_BYTES
     int64_t xent_logsumexp_rows_f32(const float *x, int64_t n, int64_t c, float *out, int nt)
     int64_t xent_logsumexp_rows_f64(const double *x, int64_t n, int64_t c, double *out, int nt)
-    int64_t xent_softmax_rows_f32(const float *x, int64_t n, int64_t c, float *out, int nt)
-    int64_t xent_softmax_rows_f64(const double *x, int64_t n, int64_t c, double *out, int nt)
+    int64_t xent_softmax_rows_f32(const float *x, int64_t n, int64_t c, float *out, float *scratch, int nt)
+    int64_t xent_softmax_rows_f64(const double *x, int64_t n, int64_t c, double *out, double *scratch, int nt)
     int64_t xent_log_softmax_rows_f32(const float *x, int64_t n, int64_t c, float *out, int nt)
     int64_t xent_log_softmax_rows_f64(const double *x, int64_t n, int64_t c, double *out, int nt)
     int64_t xent_exp_array_f32(const float *x, int64_t n, float *out)
@@ -35,17 +39,26 @@ cdef _softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, int n_threads
         raise ValueError("softmax_rows: out has the wrong shape")
     if n == 0 or c == 0:
         return
-    with nogil:
-        if floating is float:
-            if log:
-                xent_log_softmax_rows_f32(&x[0, 0], n, c, &out[0, 0], n_threads)
+    cdef floating *scratch = NULL
+    if (not log and n_threads > 0 and <const void *>&out[0, 0] != <const void *>&x[0, 0]
+            and n * c * <int64_t>sizeof(floating) > XENT_STREAM_MIN_BYTES):
+        # two cached rows of exponentials per thread for the streaming-store path;
+        # without them (NULL) the kernel uses ordinary stores
+        scratch = <floating *>malloc(2 * n_threads * c * sizeof(floating))
+    try:
+        with nogil:
+            if floating is float:
+                if log:
+                    xent_log_softmax_rows_f32(&x[0, 0], n, c, &out[0, 0], n_threads)
+                else:
+                    xent_softmax_rows_f32(&x[0, 0], n, c, &out[0, 0], scratch, n_threads)
             else:
-                xent_softmax_rows_f32(&x[0, 0], n, c, &out[0, 0], n_threads)
-        else:
-            if log:
-                xent_log_softmax_rows_f64(&x[0, 0], n, c, &out[0, 0], n_threads)
-            else:
-                xent_softmax_rows_f64(&x[0, 0], n, c, &out[0, 0], n_threads)
+                if log:
+                    xent_log_softmax_rows_f64(&x[0, 0], n, c, &out[0, 0], n_threads)
+                else:
+                    xent_softmax_rows_f64(&x[0, 0], n, c, &out[0, 0], scratch, n_threads)
+    finally:
+        free(scratch)
 
 
 def exp_array(const floating[::1] x, floating[::1] out):

@@ -202,7 +202,7 @@ static double ce_sumexp_split(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
                                         w_sx ? &sxc : NULL, cap,
                                         prefetch_whole ? (prefetch ? prefetch + c0 : NULL)
                                                        : row_prefetch_chunk(prefetch, c0),
-                                        &kc);
+                                        &kc, NULL);
         r += rc;
         k += kc;
         sx += sxc;
@@ -419,7 +419,7 @@ static void ce_rows_split(const XENT_T *x, const int64_t *target, int64_t n_rows
                 csx[ch] = 0.0;
                 cr[ch] = row_sumexp_ex(xr + c0, len, m, (gr && !stream) ? gr + c0 : NULL,
                                        a->weight ? a->weight + c0 : NULL, smooth ? &csx[ch] : NULL,
-                                       0, NULL, &ck[ch]);
+                                       0, NULL, &ck[ch], NULL);
             }
             XENT_PRAGMA_OMP(barrier)
             for (ch = 0; ch < nch; ++ch) { /* chunk order, as ce_sumexp_split */

@@ -11,6 +11,10 @@
 #define XENT_ARGS_CAT(a, b) XENT_ARGS_CAT_(a, b)
 #define XENT_ARGS(fam) XENT_ARGS_CAT(fam, XENT_ARGS_SFX)
 
+/* Separate row outputs larger than this go to memory with streaming stores
+ * (xent_rowops.h); the softmax kernel then wants a scratch row per thread. */
+#define XENT_STREAM_MIN_BYTES (16 * 1024 * 1024)
+
 /* Reduction codes shared by the loss variants (xent_focal.h, xent_binary.h, xent_kl.h). */
 #define XENT_RED_NONE 0
 #define XENT_RED_MEAN 1

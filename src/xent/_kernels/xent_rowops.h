@@ -60,6 +60,80 @@ XENT_INLINE int row_has_nan(const XENT_T *XENT_RESTRICT x, int64_t n)
 }
 
 /*
+ * Elements to write with ordinary stores before `out` is aligned for streaming
+ * stores (at most n), or -1 if it never will be (not even element-aligned).
+ */
+XENT_INLINE int64_t row_stream_head(const XENT_T *out, int64_t n)
+{
+    const uintptr_t addr = (uintptr_t)out;
+    int64_t head;
+    if (addr % sizeof(XENT_T)) return -1;
+    head = (int64_t)(((sizeof(xv) - addr % sizeof(xv)) % sizeof(xv)) / sizeof(XENT_T));
+    return head > n ? n : head;
+}
+
+/*
+ * A streamed softmax-family output row, written a few vectors at a time while
+ * another pass runs (row_sumexp_ex), so that memory sees the next row's reads
+ * and this row's streaming writes together, as in a copy.
+ * out_j = (src_j - m) - c if `is_log`, else src_j * c.
+ */
+typedef struct {
+    const XENT_T *src;
+    XENT_T *out;
+    xv m, c;
+    int is_log, stream;
+    int64_t pos, n;
+} row_writer;
+
+XENT_INLINE xv row_writer_value(const row_writer *w, xv v)
+{
+    return w->is_log ? xv_sub(xv_sub(v, w->m), w->c) : xv_mul(v, w->c);
+}
+
+/* Starts a row: writes the elements before the first aligned vector. */
+XENT_INLINE void row_writer_start(row_writer *w, const XENT_T *src, XENT_T m, XENT_T c, int is_log,
+                                  XENT_T *out, int64_t n)
+{
+    const int64_t head = row_stream_head(out, n);
+    w->src = src;
+    w->out = out;
+    w->m = xv_set1(m);
+    w->c = xv_set1(c);
+    w->is_log = is_log;
+    w->stream = head >= 0;
+    w->n = n;
+    w->pos = head > 0 ? head : 0;
+    if (head > 0) xv_store_part(out, row_writer_value(w, xv_load_part(src, head, 0)), head);
+}
+
+/* Writes the next two vectors, if the row has them. */
+XENT_INLINE void row_writer_step(row_writer *w)
+{
+    const int64_t i = w->pos;
+    if (i + 2 * XV_N > w->n) return;
+    if (w->stream) {
+        xv_stream(w->out + i, row_writer_value(w, xv_loadu(w->src + i)));
+        xv_stream(w->out + i + XV_N, row_writer_value(w, xv_loadu(w->src + i + XV_N)));
+    } else {
+        xv_storeu(w->out + i, row_writer_value(w, xv_loadu(w->src + i)));
+        xv_storeu(w->out + i + XV_N, row_writer_value(w, xv_loadu(w->src + i + XV_N)));
+    }
+    w->pos = i + 2 * XV_N;
+}
+
+/* Writes the rest of the row. */
+XENT_INLINE void row_writer_finish(row_writer *w)
+{
+    int64_t i;
+    while (w->pos + 2 * XV_N <= w->n) row_writer_step(w);
+    i = w->pos;
+    for (; i + XV_N <= w->n; i += XV_N) xv_storeu(w->out + i, row_writer_value(w, xv_loadu(w->src + i)));
+    if (i < w->n) xv_store_part(w->out + i, row_writer_value(w, xv_load_part(w->src + i, w->n - i, 0)), w->n - i);
+    w->pos = w->n;
+}
+
+/*
  * Sum of exp(x - m) over the row; if `e` is not NULL also stores exp(x - m)
  * there (e may alias x).  If `w_sx` is not NULL, *w_sx receives
  * sum_j v_j * (x_j - m) with v = `v` (or 1 when v is NULL).  `cap` > 0 soft-caps
@@ -67,10 +141,11 @@ XENT_INLINE int row_has_nan(const XENT_T *XENT_RESTRICT x, int64_t n)
  * If `kmax` is not NULL, the exponentials that are not < 1 (the maxima's exact
  * 1's, or NaN) are summed apart into *kmax and the return value is the sum of
  * the others, so that s - 1 stays accurate on confident rows (xent_ce.h).
+ * If `wr` is not NULL, that row is written alongside and finished on return.
  */
 XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
                                  const XENT_T *XENT_RESTRICT v, double *w_sx, XENT_T cap,
-                                 const XENT_T *prefetch, double *kmax)
+                                 const XENT_T *prefetch, double *kmax, row_writer *wr)
 {
     const xv vm = xv_set1(m), one = xv_set1((XENT_T)1);
     double s = 0.0, sx = 0.0, kt = 0.0;
@@ -86,6 +161,7 @@ XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e
                 int off;
                 for (off = 0; off < (int)(2 * XV_N * sizeof(XENT_T)); off += 64) XENT_PREFETCH_L2(pf + off);
             }
+            if (wr) row_writer_step(wr);
             xv d0 = xv_sub(xv_cap(xv_loadu(x + i), cap), vm);
             xv d1 = xv_sub(xv_cap(xv_loadu(x + i + XV_N), cap), vm);
             xv e0 = xv_exp(d0), e1 = xv_exp(d1);
@@ -132,6 +208,7 @@ XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e
         if (kmax) kt += xv_hsum(k0);
         if (w_sx) sx += xv_hsum(b0);
     }
+    if (wr) row_writer_finish(wr);
     if (kmax) *kmax = kt;
     if (w_sx) *w_sx = sx;
     return s;
@@ -140,7 +217,7 @@ XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e
 XENT_INLINE double row_sumexp(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
                               const XENT_T *XENT_RESTRICT v, double *w_sx)
 {
-    return row_sumexp_ex(x, n, m, e, v, w_sx, 0, NULL, NULL);
+    return row_sumexp_ex(x, n, m, e, v, w_sx, 0, NULL, NULL, NULL);
 }
 
 /*
@@ -165,7 +242,7 @@ XENT_INLINE void row_max_sumexp(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T
             continue;
         }
         /* prefetch the next chunk while this one is exponentiated from L1 */
-        s += row_sumexp_ex(x + c0, len, m, NULL, NULL, NULL, 0, c0 + len < n ? x + c0 + len : NULL, NULL);
+        s += row_sumexp_ex(x + c0, len, m, NULL, NULL, NULL, 0, c0 + len < n ? x + c0 + len : NULL, NULL, NULL);
     }
     *m_out = m;
     *s_out = s;
@@ -185,38 +262,17 @@ XENT_INLINE void row_scale(const XENT_T *e, int64_t n, XENT_T a, XENT_T *out)
  * (non-temporal) stores: when it is too large to stay in cache.  Smaller outputs
  * (and outputs written in place) use ordinary stores.
  */
-#define XENT_STREAM_MIN_BYTES (16 * 1024 * 1024)
 XENT_INLINE int rows_stream_output(const XENT_T *x, const XENT_T *out, int64_t n_rows, int64_t n_cols)
 {
     return out != NULL && out != x && n_rows * n_cols * (int64_t)sizeof(XENT_T) > XENT_STREAM_MIN_BYTES;
 }
 
-/*
- * Elements to write with ordinary stores before `out` is aligned for streaming
- * stores (at most n), or -1 if it never will be (not even element-aligned).
- */
-XENT_INLINE int64_t row_stream_head(const XENT_T *out, int64_t n)
-{
-    const uintptr_t addr = (uintptr_t)out;
-    int64_t head;
-    if (addr % sizeof(XENT_T)) return -1;
-    head = (int64_t)(((sizeof(xv) - addr % sizeof(xv)) % sizeof(xv)) / sizeof(XENT_T));
-    return head > n ? n : head;
-}
-
-/* out = (x - m) - c, PyTorch's log_softmax ordering (x may alias out); `stream`
- * asks for non-temporal stores (out must not alias x then). */
-XENT_INLINE void row_sub2(const XENT_T *x, int64_t n, XENT_T m, XENT_T c, XENT_T *out, int stream)
+/* out = (x - m) - c, PyTorch's log_softmax ordering (x may alias out). */
+XENT_INLINE void row_sub2(const XENT_T *x, int64_t n, XENT_T m, XENT_T c, XENT_T *out)
 {
     const xv vm = xv_set1(m), vc = xv_set1(c);
-    const int64_t head = stream ? row_stream_head(out, n) : -1;
     int64_t i = 0;
-    if (head >= 0) {
-        if (head > 0) xv_store_part(out, xv_sub(xv_sub(xv_load_part(x, head, 0), vm), vc), head);
-        for (i = head; i + XV_N <= n; i += XV_N) xv_stream(out + i, xv_sub(xv_sub(xv_loadu(x + i), vm), vc));
-    } else {
-        for (; i + XV_N <= n; i += XV_N) xv_storeu(out + i, xv_sub(xv_sub(xv_loadu(x + i), vm), vc));
-    }
+    for (; i + XV_N <= n; i += XV_N) xv_storeu(out + i, xv_sub(xv_sub(xv_loadu(x + i), vm), vc));
     if (i < n) xv_store_part(out + i, xv_sub(xv_sub(xv_load_part(x + i, n - i, 0), vm), vc), n - i);
 }
 

@@ -60,30 +60,66 @@ int64_t XENT_FN(xent_logsumexp_rows)(const XENT_T *x, int64_t n_rows, int64_t n_
 }
 
 /*
+ * softmax (or log_softmax if `is_log`) of rows [lo, hi) into a separate output
+ * written with streaming stores.  Software-pipelined so that memory always has
+ * reads and writes in flight: while the exponentials of row i are summed from
+ * cache, row i - 1 is written out and row i + 1 is prefetched.  softmax keeps
+ * the exponentials of rows i - 1 and i in `e2` (two rows).  Same bits as the
+ * in-place kernels.
+ */
+XENT_INLINE void softmax_rows_streamed(const XENT_T *x, int64_t lo, int64_t hi, int64_t C, XENT_T *out,
+                                       XENT_T *e2, int is_log)
+{
+    row_writer w;
+    XENT_T pm = 0, pc = 0;
+    int64_t i;
+    for (i = lo; i < hi; ++i) {
+        const XENT_T *xr = x + i * C;
+        XENT_T *e = is_log ? NULL : e2 + (i & 1) * C;
+        const XENT_T m = row_max(xr, C);
+        double s;
+        if (i > lo) row_writer_start(&w, is_log ? xr - C : e2 + ((i - 1) & 1) * C, pm, pc, is_log, out + (i - 1) * C, C);
+        s = row_sumexp_ex(xr, C, m, e, NULL, NULL, 0, i + 1 < hi ? xr + C : NULL, NULL, i > lo ? &w : NULL);
+        pm = m;
+        pc = is_log ? (XENT_T)log(s) : (XENT_T)(1.0 / s);
+    }
+    if (hi > lo) {
+        row_writer_start(&w, is_log ? x + (hi - 1) * C : e2 + ((hi - 1) & 1) * C, pm, pc, is_log,
+                         out + (hi - 1) * C, C);
+        row_writer_finish(&w);
+    }
+}
+
+/*
  * out = softmax(x) row-wise; out may alias x.  A large separate output is written
- * with streaming stores (no read for ownership), the exponentials computed again
- * in that pass; otherwise they are stored in `out` and rescaled there.  Same bits.
+ * with streaming stores (no read for ownership) when `scratch` (2 * n_threads *
+ * n_cols elements, a cache for the exponentials) is given; otherwise, and in
+ * place, the exponentials are stored in `out` and rescaled there.  Same bits.
  */
 int64_t XENT_FN(xent_softmax_rows)(const XENT_T *x, int64_t n_rows, int64_t n_cols,
-                                   XENT_T *out, int n_threads)
+                                   XENT_T *out, XENT_T *scratch, int n_threads)
 {
     const int nt = xent_threads_for(n_rows * n_cols, n_rows, n_threads);
-    const int stream = rows_stream_output(x, out, n_rows, n_cols);
+    const int stream = scratch != NULL && rows_stream_output(x, out, n_rows, n_cols);
     if (n_cols == 0) return XENT_OK;
     XENT_PRAGMA_OMP(parallel num_threads(nt) if(nt > 1))
     {
-        int64_t i;
-        XENT_PRAGMA_OMP(for schedule(static))
-        for (i = 0; i < n_rows; ++i) {
-            const XENT_T *xr = x + i * n_cols;
-            XENT_T *o = out + i * n_cols;
-            const XENT_T m = row_max(xr, n_cols);
-            const double s = row_sumexp_ex(xr, n_cols, m, stream ? NULL : o, NULL, NULL, 0,
-                                           row_prefetch_target(x, i, n_rows, n_cols), NULL);
-            if (stream) row_axpb(xr, n_cols, 1, m, (XENT_T)(1.0 / s), 0, NULL, o, 1, NULL, 0);
-            else row_scale(o, n_cols, (XENT_T)(1.0 / s), o);
+        int64_t i, lo, hi;
+        if (stream) {
+            xent_block_range(n_rows, xent_team_size(), xent_thread_id(), &lo, &hi);
+            softmax_rows_streamed(x, lo, hi, n_cols, out, scratch + 2 * xent_thread_id() * n_cols, 0);
+            xv_stream_fence();
+        } else {
+            XENT_PRAGMA_OMP(for schedule(static))
+            for (i = 0; i < n_rows; ++i) {
+                const XENT_T *xr = x + i * n_cols;
+                XENT_T *o = out + i * n_cols;
+                const XENT_T m = row_max(xr, n_cols);
+                const double s = row_sumexp_ex(xr, n_cols, m, o, NULL, NULL, 0,
+                                               row_prefetch_target(x, i, n_rows, n_cols), NULL, NULL);
+                row_scale(o, n_cols, (XENT_T)(1.0 / s), o);
+            }
         }
-        if (stream) xv_stream_fence();
     }
     return XENT_OK;
 }
@@ -97,16 +133,21 @@ int64_t XENT_FN(xent_log_softmax_rows)(const XENT_T *x, int64_t n_rows, int64_t 
     if (n_cols == 0) return XENT_OK;
     XENT_PRAGMA_OMP(parallel num_threads(nt) if(nt > 1))
     {
-        int64_t i;
-        XENT_PRAGMA_OMP(for schedule(static))
-        for (i = 0; i < n_rows; ++i) {
-            const XENT_T *xr = x + i * n_cols;
-            const XENT_T m = row_max(xr, n_cols);
-            const double s = row_sumexp_ex(xr, n_cols, m, NULL, NULL, NULL, 0,
-                                           row_prefetch_target(x, i, n_rows, n_cols), NULL);
-            row_sub2(xr, n_cols, m, (XENT_T)log(s), out + i * n_cols, stream);
+        int64_t i, lo, hi;
+        if (stream) {
+            xent_block_range(n_rows, xent_team_size(), xent_thread_id(), &lo, &hi);
+            softmax_rows_streamed(x, lo, hi, n_cols, out, NULL, 1);
+            xv_stream_fence();
+        } else {
+            XENT_PRAGMA_OMP(for schedule(static))
+            for (i = 0; i < n_rows; ++i) {
+                const XENT_T *xr = x + i * n_cols;
+                const XENT_T m = row_max(xr, n_cols);
+                const double s = row_sumexp_ex(xr, n_cols, m, NULL, NULL, NULL, 0,
+                                               row_prefetch_target(x, i, n_rows, n_cols), NULL, NULL);
+                row_sub2(xr, n_cols, m, (XENT_T)log(s), out + i * n_cols);
+            }
         }
-        if (stream) xv_stream_fence();
     }
     return XENT_OK;
 }
