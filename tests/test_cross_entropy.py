@@ -564,6 +564,51 @@ def test_large_separate_gradient_streams_same_bits(dtype, opt_name):
     assert_close(g1, exp_grad, dtype, what="grad")
 
 
+STREAMED_OPTIONS = {
+    "plain": dict(),
+    "weight_smooth_ignore": dict(weight=True, label_smoothing=0.1, ignore_index=1),
+    "zloss_sample_weight_none": dict(z_loss=0.01, sample_weight=True, reduction="none"),
+}
+
+
+@pytest.mark.usefixtures("simd")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt_name", list(STREAMED_OPTIONS))
+@pytest.mark.parametrize("shape", [(3, 1_500_007), (2053, 2063)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_large_separate_gradient_pipeline(dtype, opt_name, shape):
+    """The streaming-store gradient path works through each thread's rows as a
+    pipeline (row r - 1's gradient written while row r is summed): one or two rows
+    per thread, odd lengths, unaligned rows, ignored rows and rows
+    holding -inf / +inf / NaN give the in-place bits for any thread count, and the
+    reference's values on the finite rows."""
+    rng = np.random.default_rng(19)
+    x, t, kw = _build(rng, shape, dtype, STREAMED_OPTIONS[opt_name], ignore_frac=0.3)
+    assert x.nbytes > 16 * 2**20
+    go = (rng.random(shape[0]) + 0.5).astype(dtype) if kw.get("reduction") == "none" else 1.0
+    exp_loss, exp_grad = manual_ce(x, t, grad_output=go, **kw)
+    inputs = [x]
+    if shape[0] >= 3:
+        bad = x.copy()
+        bad[0, :] = -np.inf
+        bad[1, 7] = np.nan
+        bad[-1, -3] = np.inf
+        inputs.append(bad)
+    for k, logits in enumerate(inputs):
+        fused_in_place = logits.copy()
+        l_in, _ = xent.cross_entropy_and_grad(fused_in_place, t, out=fused_in_place, **kw)
+        grad_in_place = logits.copy()
+        xent.cross_entropy_grad(grad_in_place, t, go, out=grad_in_place, **kw)
+        for nt in (1, 2, 3):
+            loss, fused = xent.cross_entropy_and_grad(logits, t, num_threads=nt, **kw)
+            grad = xent.cross_entropy_grad(logits, t, go, num_threads=nt, **kw)
+            _bitwise(loss, l_in)
+            _bitwise(fused, fused_in_place)
+            _bitwise(grad, grad_in_place)
+        if k == 0:
+            assert_close(loss, exp_loss, dtype, what="loss")
+            assert_close(grad, exp_grad, dtype, what="grad")
+
+
 def _misaligned(shape, dtype, byte_offset):
     """A C-contiguous writable array whose data starts `byte_offset` bytes into a buffer."""
     n = int(np.prod(shape))

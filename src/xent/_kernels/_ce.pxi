@@ -11,6 +11,7 @@ cdef extern from "xent_kernels.h" nogil:
         double z_loss
         double softcap
         int mean
+        float *scratch
     ctypedef struct xent_ce_args_f64:
         const double *weight
         const double *sample_weight
@@ -21,6 +22,7 @@ cdef extern from "xent_kernels.h" nogil:
         double z_loss
         double softcap
         int mean
+        double *scratch
     int64_t xent_ce_rows_f32(const float *x, const int64_t *target, const float *q,
                              int64_t n, int64_t c, const xent_ce_args_f32 *a,
                              double *loss_rows, float *grad, double *totals, int nt)
@@ -50,8 +52,6 @@ cdef _ce_rows(const floating[:, ::1] x, const int64_t[::1] target, const floatin
     """
     cdef int64_t n = x.shape[0], c = x.shape[1], bad = 0
     cdef double totals[2]
-    cdef xent_ce_args_f32 a32
-    cdef xent_ce_args_f64 a64
     cdef const int64_t *pt = NULL
     cdef const floating *pq = NULL
     cdef floating *pg = NULL
@@ -80,8 +80,34 @@ cdef _ce_rows(const floating[:, ::1] x, const int64_t[::1] target, const floatin
         pq = &q[0, 0]
     else:
         pt = &target[0]
+    cdef floating *scratch = NULL
     if grad is not None:
         pg = &grad[0, 0]
+        if (not nll and q is None and softcap == 0 and n_threads > 0
+                and <const void *>pg != <const void *>&x[0, 0]
+                and n * c * <int64_t>sizeof(floating) > XENT_STREAM_MIN_BYTES):
+            # two cached rows of exponentials per thread for the streaming-store
+            # path; without them (NULL) the kernel computes the exponentials twice
+            scratch = <floating *>malloc(2 * n_threads * c * sizeof(floating))
+    try:
+        _ce_call(x, pt, pq, weight, sample_weight, grad_rows, grad_scale, ignore_index,
+                 label_smoothing, z_loss, softcap, mean, loss_rows, pg, scratch, n_threads, nll,
+                 totals, &bad)
+    finally:
+        free(scratch)
+    return bad, totals[0], totals[1]
+
+
+cdef int _ce_call(const floating[:, ::1] x, const int64_t *pt, const floating *pq,
+                  const floating[::1] weight, const floating[::1] sample_weight,
+                  const floating[::1] grad_rows, double grad_scale, int64_t ignore_index,
+                  double label_smoothing, double z_loss, double softcap, bint mean,
+                  double[::1] loss_rows, floating *pg, floating *scratch, int n_threads, bint nll,
+                  double *totals, int64_t *bad) except -1:
+    """Fills the kernel's option struct and calls it without the GIL."""
+    cdef int64_t n = x.shape[0], c = x.shape[1]
+    cdef xent_ce_args_f32 a32
+    cdef xent_ce_args_f64 a64
     if floating is float:
         a32.weight = _ptr1(weight)
         a32.sample_weight = _ptr1(sample_weight)
@@ -92,13 +118,14 @@ cdef _ce_rows(const floating[:, ::1] x, const int64_t[::1] target, const floatin
         a32.z_loss = z_loss
         a32.softcap = softcap
         a32.mean = mean
+        a32.scratch = scratch
         with nogil:
             if nll:
-                bad = xent_nll_rows_f32(&x[0, 0], pt, n, c, &a32, &loss_rows[0], pg, totals,
-                                        n_threads)
+                bad[0] = xent_nll_rows_f32(&x[0, 0], pt, n, c, &a32, &loss_rows[0], pg, totals,
+                                           n_threads)
             else:
-                bad = xent_ce_rows_f32(&x[0, 0], pt, pq, n, c, &a32, &loss_rows[0], pg, totals,
-                                       n_threads)
+                bad[0] = xent_ce_rows_f32(&x[0, 0], pt, pq, n, c, &a32, &loss_rows[0], pg, totals,
+                                          n_threads)
     else:
         a64.weight = _ptr1(weight)
         a64.sample_weight = _ptr1(sample_weight)
@@ -109,14 +136,15 @@ cdef _ce_rows(const floating[:, ::1] x, const int64_t[::1] target, const floatin
         a64.z_loss = z_loss
         a64.softcap = softcap
         a64.mean = mean
+        a64.scratch = scratch
         with nogil:
             if nll:
-                bad = xent_nll_rows_f64(&x[0, 0], pt, n, c, &a64, &loss_rows[0], pg, totals,
-                                        n_threads)
+                bad[0] = xent_nll_rows_f64(&x[0, 0], pt, n, c, &a64, &loss_rows[0], pg, totals,
+                                           n_threads)
             else:
-                bad = xent_ce_rows_f64(&x[0, 0], pt, pq, n, c, &a64, &loss_rows[0], pg, totals,
-                                       n_threads)
-    return bad, totals[0], totals[1]
+                bad[0] = xent_ce_rows_f64(&x[0, 0], pt, pq, n, c, &a64, &loss_rows[0], pg, totals,
+                                          n_threads)
+    return 0
 
 
 # Concrete entry points (no fused-type dispatch on the call path: it costs microseconds).

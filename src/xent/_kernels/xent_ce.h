@@ -186,11 +186,13 @@ XENT_INLINE ce_coefs_t ce_class_coefs(XENT_T m, double s, double rest, double sx
  * log1p(rest) and p_t - 1 keep their relative accuracy on confident rows, where a
  * float sum holding the 1 would lose everything below ~1e-7.  Exponentials that
  * are not < 1 (the maxima, or NaN) are summed apart, so NaN still propagates.
- * Chunk sums are added in chunk order (ce_rows_split relies on it).
+ * Chunk sums are added in chunk order (ce_rows_split relies on it).  `wr` as in
+ * row_sumexp_ex.
  */
 static double ce_sumexp_split(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
                               const XENT_T *XENT_RESTRICT v, double *w_sx, XENT_T cap,
-                              const XENT_T *prefetch, int prefetch_whole, double *rest)
+                              const XENT_T *prefetch, int prefetch_whole, double *rest,
+                              row_writer *wr)
 {
     double r = 0.0, k = 0.0, sx = 0.0;
     int64_t c0;
@@ -202,7 +204,7 @@ static double ce_sumexp_split(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
                                         w_sx ? &sxc : NULL, cap,
                                         prefetch_whole ? (prefetch ? prefetch + c0 : NULL)
                                                        : row_prefetch_chunk(prefetch, c0),
-                                        &kc, NULL);
+                                        &kc, wr);
         r += rc;
         k += kc;
         sx += sxc;
@@ -210,6 +212,13 @@ static double ce_sumexp_split(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
     if (w_sx) *w_sx = sx;
     *rest = (k - 1.0) + r;
     return k + r;
+}
+
+/* Gradient factor of row r (grad_output / denominator * sample weight). */
+XENT_INLINE double ce_row_factor(const xent_ce_args_t *a, int64_t r, double scale, double *sw)
+{
+    *sw = a->sample_weight ? (double)a->sample_weight[r] : 1.0;
+    return scale * *sw * (a->grad_rows ? (double)a->grad_rows[r] : 1.0);
 }
 
 /*
@@ -238,7 +247,7 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
 
     if (q) {
         double Q, SQ;
-        s = ce_sumexp_split(L, C, m, NULL, NULL, NULL, cap_live, pf, 0, &rest);
+        s = ce_sumexp_split(L, C, m, NULL, NULL, NULL, cap_live, pf, 0, &rest, NULL);
         logs = log1p(rest);
         lse = (double)m + logs;
         ce_soft_stats(L, q, w, C, m, cap_live, eps, &Q, &SQ);
@@ -261,7 +270,7 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
            is read again, so only the first XENT_PREFETCH_MAX_ROW_BYTES of the next
            row come now and the rest during the gradient pass. */
         s = ce_sumexp_split(L, C, m, keep_exp ? g : NULL, w, smooth ? &sx : NULL, cap_live, pf, g == NULL,
-                            &rest);
+                            &rest, NULL);
         k = ce_class_coefs(m, s, rest, sx, xt, wt, W, C, cg, a);
         loss = k.loss;
         if (g) {
@@ -281,6 +290,58 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
         }
     }
     return sw * loss;
+}
+
+/*
+ * Class-target rows [lo, hi) without softcap into a separate gradient written
+ * with streaming stores, software-pipelined like softmax_rows_streamed: while
+ * row r is summed from cache (its exponentials kept in `e2`, two rows), the
+ * gradient of the previous row is written out and row r + 1 is prefetched.
+ * Same values and bits as ce_row.
+ */
+static void ce_rows_streamed(const XENT_T *x, const int64_t *target, int64_t lo, int64_t hi, int64_t C,
+                             const xent_ce_args_t *a, double W, double scale, double *loss_rows,
+                             XENT_T *grad, XENT_T *e2)
+{
+    const XENT_T *w = a->weight;
+    const int smooth = a->label_smoothing != 0.0;
+    row_writer wr;
+    XENT_T *pending_g = NULL; /* row whose gradient wr is writing; its target entry last */
+    int64_t pending_t = 0, r;
+    double pending_gt = 0.0;
+    int cur = 0;
+    for (r = lo; r < hi; ++r) {
+        const XENT_T *xr = x + r * C;
+        XENT_T *e = e2 + cur * C;
+        const int64_t t = target[r];
+        double sw, cg, s, rest, sx = 0.0;
+        XENT_T m;
+        ce_coefs_t k;
+        if (t == a->ignore_index) {
+            loss_rows[r] = 0.0;
+            memset(grad + r * C, 0, (size_t)C * sizeof(XENT_T));
+            continue;
+        }
+        cg = ce_row_factor(a, r, scale, &sw);
+        m = row_max(xr, C);
+        s = ce_sumexp_split(xr, C, m, e, w, smooth ? &sx : NULL, 0, r + 1 < hi ? xr + C : NULL, 0, &rest,
+                            pending_g ? &wr : NULL);
+        if (pending_g) {
+            row_writer_finish(&wr);
+            pending_g[pending_t] = (XENT_T)pending_gt;
+        }
+        k = ce_class_coefs(m, s, rest, sx, xr[t], w ? (double)w[t] : 1.0, W, C, cg, a);
+        loss_rows[r] = sw * k.loss;
+        row_writer_start(&wr, e, 0, m, k.a, k.b, w, grad + r * C, C);
+        pending_g = grad + r * C;
+        pending_t = t;
+        pending_gt = k.gt;
+        cur ^= 1;
+    }
+    if (pending_g) {
+        row_writer_finish(&wr);
+        pending_g[pending_t] = (XENT_T)pending_gt;
+    }
 }
 
 /*
@@ -397,8 +458,8 @@ static void ce_rows_split(const XENT_T *x, const int64_t *target, int64_t n_rows
             const XENT_T *xr = x + r * C;
             XENT_T *gr = grad ? grad + r * C : NULL;
             const int64_t t = target[r];
-            const double sw = a->sample_weight ? (double)a->sample_weight[r] : 1.0;
-            const double cg = scale * sw * (a->grad_rows ? (double)a->grad_rows[r] : 1.0);
+            double sw;
+            const double cg = ce_row_factor(a, r, scale, &sw);
             XENT_T m, xt;
             double rs = 0.0, ks = 0.0, sx = 0.0, wt;
             ce_coefs_t kc;
@@ -508,6 +569,19 @@ int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT
         totals[1] = denom;
         return XENT_OK;
     }
+    if (stream && a->scratch && q == NULL && a->softcap == 0) {
+        XENT_PRAGMA_OMP(parallel num_threads(nt) if(nt > 1))
+        {
+            int64_t lo, hi;
+            xent_block_range(n_rows, xent_team_size(), xent_thread_id(), &lo, &hi);
+            ce_rows_streamed(x, target, lo, hi, n_cols, a, W, scale, loss_rows, grad,
+                             a->scratch + 2 * xent_thread_id() * n_cols);
+            xv_stream_fence();
+        }
+        totals[0] = xent_sum_doubles(loss_rows, n_rows);
+        totals[1] = denom;
+        return XENT_OK;
+    }
     XENT_PRAGMA_OMP(parallel num_threads(nt) if(nt > 1))
     {
         int64_t r;
@@ -522,8 +596,7 @@ int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT
                 if (gr) memset(gr, 0, (size_t)n_cols * sizeof(XENT_T));
                 continue;
             }
-            sw = a->sample_weight ? (double)a->sample_weight[r] : 1.0;
-            cg = scale * sw * (a->grad_rows ? (double)a->grad_rows[r] : 1.0);
+            cg = ce_row_factor(a, r, scale, &sw);
             loss_rows[r] = ce_row(xr, n_cols, t, q ? q + r * n_cols : NULL, sw, cg, W, a, gr, stream,
                                   row_prefetch_target(x, r, n_rows, n_cols));
         }

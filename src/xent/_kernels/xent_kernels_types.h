@@ -12,7 +12,8 @@
 #define XENT_ARGS(fam) XENT_ARGS_CAT(fam, XENT_ARGS_SFX)
 
 /* Separate row outputs larger than this go to memory with streaming stores
- * (xent_rowops.h); the softmax kernel then wants a scratch row per thread. */
+ * (xent_rowops.h), with the exponentials kept in a caller's scratch (two rows
+ * per thread) by the softmax and cross-entropy kernels. */
 #define XENT_STREAM_MIN_BYTES (16 * 1024 * 1024)
 
 /* Reduction codes shared by the loss variants (xent_focal.h, xent_binary.h, xent_kl.h). */
@@ -64,6 +65,9 @@ XENT_DEFINE_VARIANT_ARGS(double, f64)
  *   grad_scale    grad_output scalar (the kernel divides it by the mean denominator)
  *   mean          1 if reduction == "mean" (gradient divided by the denominator)
  *   label_smoothing, z_loss; softcap 0 for off
+ *   scratch       NULL, or 2 * n_threads * C elements: a separate gradient over
+ *                 XENT_STREAM_MIN_BYTES (class targets, no softcap) is then written
+ *                 with streaming stores while the exponentials wait there in cache
  */
 #define XENT_DEFINE_CE_ARGS(T, SFX)                                            \
     typedef struct {                                                           \
@@ -76,6 +80,7 @@ XENT_DEFINE_VARIANT_ARGS(double, f64)
         double z_loss;                                                         \
         double softcap;                                                        \
         int mean;                                                              \
+        T *scratch;                                                            \
     } xent_ce_args_##SFX;
 XENT_DEFINE_CE_ARGS(float, f32)
 XENT_DEFINE_CE_ARGS(double, f64)

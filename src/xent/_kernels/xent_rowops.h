@@ -73,38 +73,42 @@ XENT_INLINE int64_t row_stream_head(const XENT_T *out, int64_t n)
 }
 
 /*
- * A streamed softmax-family output row, written a few vectors at a time while
- * another pass runs (row_sumexp_ex), so that memory sees the next row's reads
- * and this row's streaming writes together, as in a copy.
- * out_j = (src_j - m) - c if `is_log`, else src_j * c.
+ * An output row written a few vectors at a time while another row is summed
+ * (row_sumexp_ex), so that memory sees the next row's reads and this row's
+ * streaming writes together, as in a copy.  Values as row_sub2 (`is_log`:
+ * (src_j - m) - b) or row_axpb (a * src_j + b * v_j, v NULL for 1), same bits.
  */
 typedef struct {
-    const XENT_T *src;
+    const XENT_T *src, *v;
     XENT_T *out;
-    xv m, c;
+    xv m, a, b;
     int is_log, stream;
     int64_t pos, n;
 } row_writer;
 
-XENT_INLINE xv row_writer_value(const row_writer *w, xv v)
+XENT_INLINE xv row_writer_value(const row_writer *w, xv s, int64_t i, int64_t k)
 {
-    return w->is_log ? xv_sub(xv_sub(v, w->m), w->c) : xv_mul(v, w->c);
+    if (w->is_log) return xv_sub(xv_sub(s, w->m), w->b);
+    if (w->v) return xv_fmadd(w->b, k < XV_N ? xv_load_part(w->v + i, k, 0) : xv_loadu(w->v + i), xv_mul(w->a, s));
+    return xv_fmadd(w->a, s, w->b);
 }
 
-/* Starts a row: writes the elements before the first aligned vector. */
-XENT_INLINE void row_writer_start(row_writer *w, const XENT_T *src, XENT_T m, XENT_T c, int is_log,
-                                  XENT_T *out, int64_t n)
+/* Starts a row of n: writes the elements before the first vector-aligned one. */
+XENT_INLINE void row_writer_start(row_writer *w, const XENT_T *src, int is_log, XENT_T m, XENT_T a,
+                                  XENT_T b, const XENT_T *v, XENT_T *out, int64_t n)
 {
     const int64_t head = row_stream_head(out, n);
     w->src = src;
+    w->v = v;
     w->out = out;
     w->m = xv_set1(m);
-    w->c = xv_set1(c);
+    w->a = xv_set1(a);
+    w->b = xv_set1(b);
     w->is_log = is_log;
     w->stream = head >= 0;
     w->n = n;
     w->pos = head > 0 ? head : 0;
-    if (head > 0) xv_store_part(out, row_writer_value(w, xv_load_part(src, head, 0)), head);
+    if (head > 0) xv_store_part(out, row_writer_value(w, xv_load_part(src, head, 0), 0, head), head);
 }
 
 /* Writes the next two vectors, if the row has them. */
@@ -113,11 +117,11 @@ XENT_INLINE void row_writer_step(row_writer *w)
     const int64_t i = w->pos;
     if (i + 2 * XV_N > w->n) return;
     if (w->stream) {
-        xv_stream(w->out + i, row_writer_value(w, xv_loadu(w->src + i)));
-        xv_stream(w->out + i + XV_N, row_writer_value(w, xv_loadu(w->src + i + XV_N)));
+        xv_stream(w->out + i, row_writer_value(w, xv_loadu(w->src + i), i, XV_N));
+        xv_stream(w->out + i + XV_N, row_writer_value(w, xv_loadu(w->src + i + XV_N), i + XV_N, XV_N));
     } else {
-        xv_storeu(w->out + i, row_writer_value(w, xv_loadu(w->src + i)));
-        xv_storeu(w->out + i + XV_N, row_writer_value(w, xv_loadu(w->src + i + XV_N)));
+        xv_storeu(w->out + i, row_writer_value(w, xv_loadu(w->src + i), i, XV_N));
+        xv_storeu(w->out + i + XV_N, row_writer_value(w, xv_loadu(w->src + i + XV_N), i + XV_N, XV_N));
     }
     w->pos = i + 2 * XV_N;
 }
@@ -127,9 +131,12 @@ XENT_INLINE void row_writer_finish(row_writer *w)
 {
     int64_t i;
     while (w->pos + 2 * XV_N <= w->n) row_writer_step(w);
-    i = w->pos;
-    for (; i + XV_N <= w->n; i += XV_N) xv_storeu(w->out + i, row_writer_value(w, xv_loadu(w->src + i)));
-    if (i < w->n) xv_store_part(w->out + i, row_writer_value(w, xv_load_part(w->src + i, w->n - i, 0)), w->n - i);
+    for (i = w->pos; i + XV_N <= w->n; i += XV_N)
+        xv_storeu(w->out + i, row_writer_value(w, xv_loadu(w->src + i), i, XV_N));
+    if (i < w->n) {
+        const int64_t k = w->n - i;
+        xv_store_part(w->out + i, row_writer_value(w, xv_load_part(w->src + i, k, 0), i, k), k);
+    }
     w->pos = w->n;
 }
 
@@ -141,7 +148,7 @@ XENT_INLINE void row_writer_finish(row_writer *w)
  * If `kmax` is not NULL, the exponentials that are not < 1 (the maxima's exact
  * 1's, or NaN) are summed apart into *kmax and the return value is the sum of
  * the others, so that s - 1 stays accurate on confident rows (xent_ce.h).
- * If `wr` is not NULL, that row is written alongside and finished on return.
+ * If `wr` is not NULL, that row is written alongside (the caller finishes it).
  */
 XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
                                  const XENT_T *XENT_RESTRICT v, double *w_sx, XENT_T cap,
@@ -208,7 +215,6 @@ XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e
         if (kmax) kt += xv_hsum(k0);
         if (w_sx) sx += xv_hsum(b0);
     }
-    if (wr) row_writer_finish(wr);
     if (kmax) *kmax = kt;
     if (w_sx) *w_sx = sx;
     return s;

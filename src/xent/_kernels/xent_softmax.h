@@ -71,23 +71,18 @@ XENT_INLINE void softmax_rows_streamed(const XENT_T *x, int64_t lo, int64_t hi, 
                                        XENT_T *e2, int is_log)
 {
     row_writer w;
-    XENT_T pm = 0, pc = 0;
     int64_t i;
     for (i = lo; i < hi; ++i) {
         const XENT_T *xr = x + i * C;
         XENT_T *e = is_log ? NULL : e2 + (i & 1) * C;
         const XENT_T m = row_max(xr, C);
-        double s;
-        if (i > lo) row_writer_start(&w, is_log ? xr - C : e2 + ((i - 1) & 1) * C, pm, pc, is_log, out + (i - 1) * C, C);
-        s = row_sumexp_ex(xr, C, m, e, NULL, NULL, 0, i + 1 < hi ? xr + C : NULL, NULL, i > lo ? &w : NULL);
-        pm = m;
-        pc = is_log ? (XENT_T)log(s) : (XENT_T)(1.0 / s);
+        const double s = row_sumexp_ex(xr, C, m, e, NULL, NULL, 0, i + 1 < hi ? xr + C : NULL, NULL,
+                                       i > lo ? &w : NULL);
+        if (i > lo) row_writer_finish(&w);
+        if (is_log) row_writer_start(&w, xr, 1, m, 0, (XENT_T)log(s), NULL, out + i * C, C);
+        else row_writer_start(&w, e, 0, 0, (XENT_T)(1.0 / s), 0, NULL, out + i * C, C);
     }
-    if (hi > lo) {
-        row_writer_start(&w, is_log ? x + (hi - 1) * C : e2 + ((hi - 1) & 1) * C, pm, pc, is_log,
-                         out + (hi - 1) * C, C);
-        row_writer_finish(&w);
-    }
+    if (hi > lo) row_writer_finish(&w);
 }
 
 /*
