@@ -566,8 +566,8 @@ def test_large_separate_gradient_streams_same_bits(dtype, opt_name):
 
 STREAMED_OPTIONS = {
     "plain": dict(),
-    "weight_smooth_ignore": dict(weight=True, label_smoothing=0.1, ignore_index=1),
-    "zloss_sample_weight_none": dict(z_loss=0.01, sample_weight=True, reduction="none"),
+    "all_but_softcap": dict(weight=True, label_smoothing=0.1, ignore_index=1, z_loss=0.01,
+                            sample_weight=True, reduction="none"),
 }
 
 

@@ -239,13 +239,12 @@ def test_bad_num_threads(func, n, exc):
         func[0](x, num_threads=n)
 
 
-@pytest.mark.parametrize("shape", [(1, 4_500_001), (3, 1_500_007), (2053, 2063)],
-                         ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("shape", [(3, 1_500_007), (2053, 2063)], ids=lambda s: f"{s[0]}x{s[1]}")
 def test_large_separate_output_odd_shapes_and_nonfinite_rows(simd, dtype, rng, func, shape):
     """The streaming-store path works through each thread's rows as a pipeline
-    (write row i - 1 while summing row i): one row in all, fewer rows than
-    threads, odd lengths, unaligned rows, and rows holding -inf / +inf / NaN give
-    the in-place bits for any thread count, and the reference's values."""
+    (write row i - 1 while summing row i): one or two rows per thread, odd
+    lengths, unaligned rows, and rows holding -inf / +inf / NaN give the in-place
+    bits for any thread count, and the reference's values."""
     fn, ref, _ = func
     x = make_logits(rng, shape, dtype)
     assert x.nbytes > 16 * 2**20
