@@ -10,6 +10,7 @@ import numpy as np
 
 from cython cimport floating
 from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc  # per-call scratch rows (_softmax.pxi, _ce.pxi)
 
 
 cdef extern from "xent_runtime.h" nogil:

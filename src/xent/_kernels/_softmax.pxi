@@ -1,8 +1,5 @@
 # Softmax family: logsumexp / softmax / log_softmax over contiguous rows.
 
-from libc.stdlib cimport free, malloc
-
-
 cdef extern from "xent_kernels.h" nogil:
     enum: XENT_STREAM_MIN_BYTES
     int64_t xent_logsumexp_rows_f32(const float *x, int64_t n, int64_t c, float *out, int nt)
