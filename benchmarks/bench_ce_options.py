@@ -12,17 +12,14 @@ from providers import (
     label,
     make_logits,
     make_targets,
-    need_xent,
     np_cross_entropy_and_grad_options,
+    pedantic_rounds,
+    xent_fused_in_place,
 )
 
 FAMILY = "ce_options"
 SMOOTHING = 0.1
 IGNORE_FRACTION = 0.1
-
-
-def _rounds(benchmark) -> int:
-    return 1 if getattr(benchmark, "disabled", False) else 7
 
 
 def _inputs(shape, dtype):
@@ -37,14 +34,7 @@ def bench_cross_entropy_and_grad_options(benchmark, lib, provider, dtype, shape,
     x, t, w = _inputs(shape, dtype)
     setup = None
     if provider == "xent":
-        fn = need_xent("cross_entropy_and_grad")
-        work = x.copy()
-
-        def setup():
-            np.copyto(work, x)
-
-        def run():
-            return fn(work, t, weight=w, label_smoothing=SMOOTHING, out=work, num_threads=threads)
+        setup, run = xent_fused_in_place(x, t, threads, weight=w, label_smoothing=SMOOTHING)
 
     elif provider == "numpy":
         grad = np.empty_like(x)
@@ -60,4 +50,4 @@ def bench_cross_entropy_and_grad_options(benchmark, lib, provider, dtype, shape,
             lib.nn.functional.cross_entropy(xt, tt, weight=wt, label_smoothing=SMOOTHING).backward()
 
     label(benchmark, "cross_entropy_and_grad+options", provider, dtype, shape, threads)
-    benchmark.pedantic(run, setup=setup, rounds=_rounds(benchmark), warmup_rounds=1)
+    benchmark.pedantic(run, setup=setup, rounds=pedantic_rounds(benchmark), warmup_rounds=1)

@@ -17,13 +17,11 @@ from providers import (
     need_xent,
     np_cross_entropy,
     np_cross_entropy_and_grad,
+    pedantic_rounds,
+    xent_fused_in_place,
 )
 
 FAMILY = "cross_entropy"
-
-
-def _rounds(benchmark) -> int:
-    return 1 if getattr(benchmark, "disabled", False) else 7
 
 
 def bench_cross_entropy(benchmark, lib, provider, dtype, shape, threads):
@@ -46,14 +44,7 @@ def bench_cross_entropy_and_grad(benchmark, lib, provider, dtype, shape, threads
     t = make_targets(shape)
     setup = None
     if provider == "xent":
-        fn = need_xent("cross_entropy_and_grad")
-        work = x.copy()
-
-        def setup():
-            np.copyto(work, x)
-
-        def run():
-            return fn(work, t, out=work, num_threads=threads)
+        setup, run = xent_fused_in_place(x, t, threads)
 
     elif provider == "numpy":
         grad = np.empty_like(x)
@@ -69,4 +60,4 @@ def bench_cross_entropy_and_grad(benchmark, lib, provider, dtype, shape, threads
             lib.nn.functional.cross_entropy(xt, tt).backward()
 
     label(benchmark, "cross_entropy_and_grad", provider, dtype, shape, threads)
-    benchmark.pedantic(run, setup=setup, rounds=_rounds(benchmark), warmup_rounds=1)
+    benchmark.pedantic(run, setup=setup, rounds=pedantic_rounds(benchmark), warmup_rounds=1)

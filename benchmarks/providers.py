@@ -28,6 +28,26 @@ def make_targets(shape, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, shape[-1], size=shape[:-1], dtype=np.int64)
 
 
+def pedantic_rounds(benchmark) -> int:
+    """Rounds of a ``benchmark.pedantic`` run: one in the smoke run, else seven."""
+    return 1 if getattr(benchmark, "disabled", False) else 7
+
+
+def xent_fused_in_place(x: np.ndarray, t: np.ndarray, threads: int, **options):
+    """(setup, run) for ``xent.cross_entropy_and_grad(work, t, out=work)`` on a copy
+    of `x` that `setup` restores before every round, outside the timed region."""
+    fn = need_xent("cross_entropy_and_grad")
+    work = x.copy()
+
+    def setup():
+        np.copyto(work, x)
+
+    def run():
+        return fn(work, t, out=work, num_threads=threads, **options)
+
+    return setup, run
+
+
 def label(benchmark, op: str, provider: str, dtype: str, shape, threads: int) -> None:
     """Group results per op/dtype/shape so providers are compared side by side."""
     benchmark.group = f"{op}-{dtype}-{shape_id(shape)}"
