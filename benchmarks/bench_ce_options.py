@@ -35,7 +35,6 @@ def bench_cross_entropy_and_grad_options(benchmark, lib, provider, dtype, shape,
     setup = None
     if provider == "xent":
         setup, run = xent_fused_in_place(x, t, threads, weight=w, label_smoothing=SMOOTHING)
-
     elif provider == "numpy":
         grad = np.empty_like(x)
 

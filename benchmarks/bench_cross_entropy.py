@@ -45,7 +45,6 @@ def bench_cross_entropy_and_grad(benchmark, lib, provider, dtype, shape, threads
     setup = None
     if provider == "xent":
         setup, run = xent_fused_in_place(x, t, threads)
-
     elif provider == "numpy":
         grad = np.empty_like(x)
 
