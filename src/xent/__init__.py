@@ -20,7 +20,7 @@ from ._binary import (  # noqa: E402
     sigmoid_focal_loss_and_grad,
     sigmoid_focal_loss_grad,
 )
-from ._config import _apply_simd_env, openmp_enabled, show_config  # noqa: E402
+from ._config import _apply_placement_env, _apply_simd_env, openmp_enabled, show_config  # noqa: E402
 from ._cross_entropy import (  # noqa: E402
     cross_entropy,
     cross_entropy_and_grad,
@@ -43,6 +43,7 @@ from ._threads import get_num_threads, set_num_threads  # noqa: E402
 from ._version import __version__  # noqa: E402
 
 _apply_simd_env()
+_apply_placement_env()
 
 __all__ = [
     "__version__",

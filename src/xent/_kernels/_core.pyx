@@ -24,6 +24,8 @@ cdef extern from "xent_kernels.h" nogil:
     int xent_simd_supported()
     int xent_simd_active()
     int xent_simd_select(int level)
+    int xent_team_placement_select(int on)
+    int xent_team_placement_active()
 
 
 SIMD_NAMES = ("scalar", "avx2", "avx512")
@@ -65,6 +67,19 @@ def simd_select(str name):
     if name not in SIMD_NAMES:
         raise ValueError(f"unknown SIMD path {name!r}; expected one of {SIMD_NAMES}")
     return SIMD_NAMES[xent_simd_select(SIMD_NAMES.index(name))]
+
+
+def placement_select(bint on):
+    """Turn worker placement on or off (see xent_team.c); returns the active setting.
+
+    Meant for import time and tests, like simd_select.
+    """
+    return bool(xent_team_placement_select(on))
+
+
+def placement_active():
+    """True if each team's workers are kept off the calling thread's CPU."""
+    return bool(xent_team_placement_active())
 
 
 include "_softmax.pxi"

@@ -66,12 +66,21 @@ XENT_INLINE int xent_team_size(void) { return 1; }
 #define XENT_MIN_PARALLEL_WORK 65536
 #endif
 
-/* Number of threads to use for `work` elements: 1 below the threshold. */
+/* Keep the workers of the caller's next team of nt threads off the caller's CPU
+ * (xent_team.c); a no-op when nothing changed since the last call. */
+void xent_team_prepare(int nt);
+
+/*
+ * Number of threads to use for `work` elements: 1 below the threshold.  Called
+ * by the master right before its team starts, so it also readies the team.
+ */
 XENT_INLINE int xent_threads_for(int64_t work, int64_t n_tasks, int n_threads)
 {
+    int nt = n_threads;
     if (n_threads <= 1 || work < XENT_MIN_PARALLEL_WORK || n_tasks <= 1) return 1;
-    if ((int64_t)n_threads > n_tasks) return (int)n_tasks;
-    return n_threads;
+    if ((int64_t)n_threads > n_tasks) nt = (int)n_tasks;
+    xent_team_prepare(nt);
+    return nt;
 }
 
 /* Contiguous block [lo, hi) of n items owned by part `k` of `parts`. */

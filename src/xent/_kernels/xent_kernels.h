@@ -23,6 +23,11 @@ int xent_simd_active(void);
 /* Select a level (clamped to the supported one); returns the level now active. */
 int xent_simd_select(int level);
 
+/* Worker placement (xent_team.c): 1 keeps each team's workers off the CPU of the
+ * calling thread.  Returns the setting now active (always 0 without Linux + OpenMP). */
+int xent_team_placement_select(int on);
+int xent_team_placement_active(void);
+
 #define XENT_KERNEL(name, params, args) int64_t name##_f32 params;
 #define XENT_T float
 #define XENT_ARGS_SFX f32
