@@ -1165,3 +1165,85 @@ def test_confident_soft_target_float32_gradient():
     for i in range(3):
         assert_close(loss[i], el[i], np.float32)
         assert_close(grad[i], eg[i], np.float32)
+
+
+# -- the default-options fast path (_cross_entropy._plain) ---------------------------------
+# np.float64(0.0) for label_smoothing is the same value but not a Python float, so it
+# sends an otherwise identical call down the general path: the two must agree bitwise.
+_GENERAL = {"label_smoothing": np.float64(0.0)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 32000), (7, 10), (37, 300), (3, 70000)])
+def test_plain_fast_path_matches_general_path(dtype, reduction, shape):
+    rng = np.random.default_rng(shape[0] * 7 + shape[1])
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    t = make_targets(rng, shape[:1], shape[1])
+    if shape[0] > 2:
+        x[1, 0] = np.inf
+        x[2, -1] = np.nan
+    fast = xent.cross_entropy(x, t, reduction=reduction)
+    slow = xent.cross_entropy(x, t, reduction=reduction, **_GENERAL)
+    _bitwise(fast, slow)
+    f_loss, f_grad = xent.cross_entropy_and_grad(x, t, reduction=reduction)
+    s_loss, s_grad = xent.cross_entropy_and_grad(x, t, reduction=reduction, **_GENERAL)
+    _bitwise(f_loss, s_loss)
+    _bitwise(f_grad, s_grad)
+    assert type(f_loss) is type(s_loss) and f_grad.dtype == s_grad.dtype
+    buf = x.copy()
+    i_loss, i_grad = xent.cross_entropy_and_grad(buf, t, reduction=reduction, out=buf)
+    assert i_grad is buf
+    _bitwise(i_loss, s_loss)
+    _bitwise(i_grad, s_grad)
+
+
+def test_plain_fast_path_is_taken_only_for_canonical_calls(monkeypatch):
+    import xent._cross_entropy as ce
+
+    x = np.random.default_rng(0).standard_normal((4, 5))
+    t = np.array([0, 4, -100, 2])
+    calls = []
+    real = ce._prepare
+    monkeypatch.setattr(ce, "_prepare", lambda *a, **k: calls.append(1) or real(*a, **k))
+    xent.cross_entropy(x, t)
+    xent.cross_entropy_and_grad(x, t, reduction="sum")
+    xent.cross_entropy_and_grad(x.copy(), t, out=None)
+    assert calls == []
+    for kw in ({"weight": np.ones(5)}, {"ignore_index": np.int64(-100)}, {"label_smoothing": 0.1},
+               {"z_loss": 1e-4}, {"softcap": 5.0}, {"sample_weight": np.ones(4)},
+               {"out": np.empty((4, 5))}):
+        xent.cross_entropy_and_grad(x, t, **kw)
+    xent.cross_entropy(x, t.astype(np.int32))
+    xent.cross_entropy(x.astype(np.float16), t)
+    xent.cross_entropy(np.asfortranarray(np.tile(x, 2)), np.tile(t, 2)[:4])
+    xent.cross_entropy(x[None], t[None])
+    xent.cross_entropy(x.tolist(), t)
+    assert len(calls) == 12
+
+
+@pytest.mark.parametrize("want_grad", [False, True])
+def test_plain_fast_path_errors_match_general_path(want_grad):
+    x = np.zeros((3, 4), np.float32)
+    fn = xent.cross_entropy_and_grad if want_grad else xent.cross_entropy
+    for t in (np.array([0, 4, 1]), np.array([0, -1, 1])):
+        with pytest.raises(IndexError) as fast:
+            fn(x, t)
+        with pytest.raises(IndexError) as slow:
+            fn(x, t, **_GENERAL)
+        assert str(fast.value) == str(slow.value)
+    for bad in ({"reduction": "avg"}, {"num_threads": 0}, {"target": np.array([0, 1])}):
+        kw = {"target": np.array([0, 1, 2]), **bad}
+        tt = kw.pop("target")
+        with pytest.raises((ValueError, TypeError)) as fast:
+            fn(x, tt, **kw)
+        with pytest.raises(type(fast.value)) as slow:
+            fn(x, tt, **kw, **_GENERAL)
+        assert str(fast.value) == str(slow.value)
+    ro = x.copy()
+    ro.flags.writeable = False
+    if want_grad:
+        with pytest.raises(ValueError, match="writable"):
+            fn(ro, np.array([0, 1, 2]), out=ro)
+    else:
+        np.testing.assert_array_equal(fn(ro, np.array([0, 1, 2])), fn(x, np.array([0, 1, 2])))

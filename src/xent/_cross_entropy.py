@@ -121,13 +121,63 @@ def _run(p: _Prepared, grad, grad_scale=1.0, grad_rows=None, nll=False):
     )
     if bad:
         raise_target_error(p.target, p.x.shape[1], p.ignore_index)
-    dt = p.x.dtype.type
-    if p.reduction == "none":
-        return loss_rows.astype(p.x.dtype, copy=False).reshape(p.lead)
-    if p.reduction == "sum":
+    return _reduced(loss_rows, total, denom, p.reduction, p.x.dtype, p.lead)
+
+
+def _reduced(loss_rows, total, denom, reduction, dtype, lead):
+    """The loss the reduction asks for, from the kernel's rows and totals."""
+    if reduction == "none":
+        return loss_rows.astype(dtype, copy=False).reshape(lead)
+    dt = dtype.type
+    if reduction == "sum":
         return dt(total)
+    if denom != 0.0:
+        return dt(total / denom)  # IEEE division, as NumPy's
     with np.errstate(divide="ignore", invalid="ignore"):
         return dt(np.float64(total) / np.float64(denom))
+
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+_I64 = np.dtype(np.int64)
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _plain(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
+           sample_weight, num_threads, out, want_grad):
+    """The default-options call on canonical arrays, without the general validation.
+
+    For (N, C) C-contiguous float32/float64 logits, (N,) contiguous int64 targets and
+    every option at its default (``out`` None or the logits), returns ``(loss,
+    grad)``; otherwise None, and the caller takes the general path.  A per-token
+    serving call spends most of its time in Python, and after an idle pause every
+    helper it touches costs microseconds of cold caches (measured: 1 x 32000
+    fused call 274 us after a 30 ms pause, 21 us without).
+    """
+    if not (type(logits) is np.ndarray and type(target) is np.ndarray and weight is None
+            and softcap is None and sample_weight is None
+            and type(ignore_index) is int and ignore_index == -100
+            and type(label_smoothing) is float and label_smoothing == 0.0
+            and type(z_loss) is float and z_loss == 0.0
+            and type(reduction) is str and reduction in _REDUCTIONS
+            and (out is None or out is logits) and logits.ndim == 2):
+        return None
+    dt = logits.dtype
+    n, c = logits.shape
+    if ((dt is not _F32 and dt is not _F64) or target.dtype is not _I64 or n == 0 or c == 0
+            or target.shape != (n,) or target.strides != (8,)
+            or logits.strides != (c * dt.itemsize, dt.itemsize)
+            or (out is not None and not logits.flags.writeable)):
+        return None
+    grad = (logits if out is not None else np.empty((n, c), dt)) if want_grad else None
+    loss_rows = np.empty(n, dtype=np.float64)
+    kernel = _core.ce_rows_f32 if dt is _F32 else _core.ce_rows_f64
+    bad, total, denom = kernel(logits, target, None, None, None, None, 1.0, -100, 0.0, 0.0, 0.0,
+                               reduction == "mean", loss_rows, grad, _resolve(num_threads),
+                               False)
+    if bad:
+        raise_target_error(target, c, -100)
+    return _reduced(loss_rows, total, denom, reduction, dt, (n,)), grad
 
 
 def _grad_buffer(p: _Prepared, out):
@@ -251,6 +301,10 @@ def cross_entropy(
     >>> float(xent.cross_entropy(logits, np.array([0, -100])))  # ignored row
     0.4170...
     """
+    fast = _plain(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss,
+                  softcap, sample_weight, num_threads, None, False)
+    if fast is not None:
+        return fast[0]
     p = _prepare(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
                  label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
                  sample_weight=sample_weight, num_threads=num_threads)
@@ -374,6 +428,10 @@ def cross_entropy_and_grad(
     >>> g is buf
     True
     """
+    fast = _plain(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss,
+                  softcap, sample_weight, num_threads, out, True)
+    if fast is not None:
+        return fast
     p = _prepare(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
                  label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
                  sample_weight=sample_weight, num_threads=num_threads)
