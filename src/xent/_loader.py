@@ -6,9 +6,8 @@ from another OpenMP runtime in the same process, such as PyTorch's), so unless
 the user configured the runtime, xent's runtime is loaded with a short spin.
 Measured on the development VM: after a pause of 20 ms, starting a two-thread
 region cost about 80 microseconds with this spin count and 1.1 ms with 20000;
-the cost grew in proportion to the spin count (probably because the host then
-runs both virtual CPUs on one core, so a spinning thread delays its sleeping
-teammate's wake-up).
+the cost grew in proportion to the spin count.  (Where a woken worker is placed
+is handled separately, in _kernels/xent_team.c.)
 The environment is restored right after loading: this affects only an OpenMP
 runtime loaded at that moment, never one loaded later by another library.
 """

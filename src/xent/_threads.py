@@ -31,6 +31,12 @@ def set_num_threads(n: int) -> None:
     ValueError
         If `n` is 0.
 
+    Notes
+    -----
+    On Linux, the workers of each team are kept off the CPU the calling thread
+    runs on (the caller itself is never pinned); ``XENT_PIN_THREADS=0`` turns
+    this off.  See "How threads are chosen" in the README.
+
     Examples
     --------
     >>> import xent
