@@ -47,10 +47,13 @@ _PROBE = """
     def masks():
         out = {}
         for tid in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{tid}/status") as fh:
-                for line in fh:
-                    if line.startswith("Cpus_allowed_list:"):
-                        out[int(tid)] = line.split(":", 1)[1].strip()
+            try:
+                with open(f"/proc/self/task/{tid}/status") as fh:
+                    for line in fh:
+                        if line.startswith("Cpus_allowed_list:"):
+                            out[int(tid)] = line.split(":", 1)[1].strip()
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # a thread that ended after the listing (e.g. a shrinking pool)
         return out
 
     def cpus(text):
@@ -74,7 +77,9 @@ _PROBE = """
             xent.logsumexp(x, num_threads=nt)
             cpu = last_cpu(me)
             workers = {t: cpus(m) for t, m in masks().items() if t not in before}
-            if all(last_cpu(me) == cpu for _ in range(3)):
+            # the caller may have moved between the call and the reading: call again
+            # (the next call re-places the workers for the caller's new CPU)
+            if nt > len(allowed) or [c for c in allowed if c != cpu] in workers.values():
                 break
         report.append({"nt": nt, "cpu": cpu, "workers": sorted(workers.values()),
                        "caller": sorted(os.sched_getaffinity(0))})
