@@ -11,6 +11,7 @@ from numpy.typing import ArrayLike, NDArray
 from ._kernels import _core
 from ._threads import _resolve
 from ._validation import (
+    _REDUCTIONS,
     as_float_array,
     check_out,
     check_reduction,
@@ -140,7 +141,6 @@ def _reduced(loss_rows, total, denom, reduction, dtype, lead):
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _I64 = np.dtype(np.int64)
-_REDUCTIONS = ("mean", "sum", "none")
 
 
 def _plain(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
