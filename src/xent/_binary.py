@@ -8,8 +8,15 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._kernels import _core
 from ._threads import _resolve
-from ._validation import as_float_array, check_reduction, real_scalar
-from ._variant_utils import EMPTY, finish_grad, grad_args, grad_dest, nonneg
+from ._validation import (
+    as_array,
+    as_float_array,
+    check_reduction,
+    finish_output,
+    output_for,
+    real_scalar,
+)
+from ._variant_utils import EMPTY, grad_args, nonneg
 
 __all__ = [
     "binary_cross_entropy_with_logits",
@@ -25,7 +32,7 @@ __all__ = [
 
 
 def _elem_target(target, shape: tuple, dtype) -> np.ndarray:
-    t = np.asarray(target)
+    t = as_array(target, "target")
     if t.dtype.kind not in "iuf":
         raise TypeError(f"target must be a real (floating or integer) array, got dtype {t.dtype}")
     if t.shape != shape:
@@ -36,7 +43,7 @@ def _elem_target(target, shape: tuple, dtype) -> np.ndarray:
 
 
 def _real_array(w, name: str, dtype) -> np.ndarray:
-    a = np.asarray(w)
+    a = as_array(w, name)
     if a.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be a real array, got dtype {a.dtype}")
     return a.astype(dtype, copy=False)
@@ -105,7 +112,8 @@ def _binary(op, logits, target, weight, pos_weight, alpha, gamma, reduction, num
     n_rows = x.size // n_cols if n_cols else (int(np.prod(shape[:-1])) if shape else 1)
     if want_grad:
         gs, g_el, has_g = grad_args(grad_output, red, shape, dt)
-        dest, out = grad_dest(out, shape, dt, x, t, others=(w, pw, g_el))
+        dest, out, (t, w, pw, g_el) = output_for(out, shape, dt, inplace=(x,),
+                                                 reads=(t, w, pw, g_el))
         grad_flat = dest.reshape(-1)
     else:
         gs, g_el, has_g = 1.0, EMPTY[dt], False
@@ -129,7 +137,7 @@ def _binary(op, logits, target, weight, pos_weight, alpha, gamma, reduction, num
         else:
             with np.errstate(invalid="ignore", divide="ignore"):
                 loss = dt.type(np.float64(total) / np.float64(x.size))
-    grad = finish_grad(dest, out) if want_grad else None
+    grad = finish_output(dest, out) if want_grad else None
     return loss, grad
 
 

@@ -12,16 +12,17 @@ from ._kernels import _core
 from ._threads import _resolve
 from ._validation import (
     _REDUCTIONS,
+    as_array,
     as_float_array,
-    check_out,
     check_reduction,
     class_targets,
     class_vector,
+    finish_output,
     grad_output_rows,
     integer_scalar,
+    output_for,
     raise_target_error,
     real_scalar,
-    same_buffer,
 )
 
 __all__ = [
@@ -74,7 +75,7 @@ def _prepare(logits, target, *, weight, ignore_index, reduction, label_smoothing
         cap = real_scalar(softcap, "softcap")
         if not (cap > 0.0 and math.isfinite(cap)):
             raise ValueError(f"softcap must be a finite number > 0 (or None), got {softcap!r}")
-    t_arr = np.asarray(target)
+    t_arr = as_array(target, "target")
     q = t = None
     if t_arr.dtype.kind == "f":
         if not soft_ok:
@@ -98,7 +99,7 @@ def _prepare(logits, target, *, weight, ignore_index, reduction, label_smoothing
     w = class_vector(weight, c, x.dtype, "weight")
     sw = None
     if sample_weight is not None:
-        sw_arr = np.asarray(sample_weight)
+        sw_arr = as_array(sample_weight, "sample_weight")
         if sw_arr.dtype.kind not in "iuf" or sw_arr.dtype.kind == "b":
             raise TypeError(f"sample_weight must be real, got dtype {sw_arr.dtype}")
         if sw_arr.shape != lead:
@@ -167,7 +168,8 @@ def _plain(logits, target, weight, ignore_index, reduction, label_smoothing, z_l
     if ((dt is not _F32 and dt is not _F64) or target.dtype is not _I64 or n == 0 or c == 0
             or target.shape != (n,) or target.strides != (8,)
             or logits.strides != (c * dt.itemsize, dt.itemsize)
-            or (out is not None and not logits.flags.writeable)):
+            or (out is not None and (not logits.flags.writeable
+                                     or np.may_share_memory(target, logits)))):
         return None
     grad = (logits if out is not None else np.empty((n, c), dt)) if want_grad else None
     loss_rows = np.empty(n, dtype=np.float64)
@@ -180,23 +182,18 @@ def _plain(logits, target, weight, ignore_index, reduction, label_smoothing, z_l
     return _reduced(loss_rows, total, denom, reduction, dt, (n,)), grad
 
 
-def _grad_buffer(p: _Prepared, out):
-    """The array the kernel writes the gradient into, and the array to return."""
-    if out is None:
-        g = np.empty(p.orig.shape, dtype=p.x.dtype)
-        return g, g
-    check_out(out, p.orig.shape, p.x.dtype)
-    if out is p.orig:  # in place
-        return out, out
-    if np.may_share_memory(out, p.orig) and not same_buffer(out, p.orig):
-        return np.empty(p.orig.shape, dtype=p.x.dtype), out  # partial overlap: compute aside
-    return out, out
+def _run_grad(p: _Prepared, out, grad_scale=1.0, grad_rows=None, nll=False):
+    """Loss and gradient, written to `out` (or a new array) under the overlap policy.
 
-
-def _finish_grad(g, ret):
-    if g is not ret:
-        np.copyto(ret, g)
-    return ret
+    ``out`` may be the logits themselves (in place); any other overlap with an
+    operand behaves as if that operand had been copied first (``output_for``).
+    """
+    dest, out, (t, q, w, sw, rows) = output_for(
+        out, p.orig.shape, p.x.dtype, inplace=(p.orig,),
+        reads=(p.target, p.q, p.weight, p.sample_weight, grad_rows))
+    p = p._replace(target=t, q=q, weight=w, sample_weight=sw)
+    loss = _run(p, dest.reshape(p.x.shape), grad_scale, rows, nll)
+    return loss, finish_output(dest, out)
 
 
 _OPTIONS_DOC = """weight : array_like of shape (C,), optional
@@ -365,9 +362,7 @@ def cross_entropy_grad(
                  label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
                  sample_weight=sample_weight, num_threads=num_threads)
     scale, rows = grad_output_rows(grad_output, p.reduction, p.lead, p.x.dtype)
-    g, ret = _grad_buffer(p, out)
-    _run(p, g.reshape(p.x.shape), scale, None if rows is None else rows.reshape(-1))
-    return _finish_grad(g, ret)
+    return _run_grad(p, out, scale, None if rows is None else rows.reshape(-1))[1]
 
 
 def cross_entropy_and_grad(
@@ -435,9 +430,7 @@ def cross_entropy_and_grad(
     p = _prepare(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
                  label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
                  sample_weight=sample_weight, num_threads=num_threads)
-    g, ret = _grad_buffer(p, out)
-    loss = _run(p, g.reshape(p.x.shape), 1.0, None)
-    return loss, _finish_grad(g, ret)
+    return _run_grad(p, out)
 
 
 for _f in (cross_entropy, cross_entropy_grad, cross_entropy_and_grad):
@@ -543,9 +536,7 @@ def nll_loss_grad(
     """
     p = _prepare_nll(log_probs, target, weight, ignore_index, reduction, num_threads)
     scale, rows = grad_output_rows(grad_output, p.reduction, p.lead, p.x.dtype)
-    g, ret = _grad_buffer(p, out)
-    _run(p, g.reshape(p.x.shape), scale, None if rows is None else rows.reshape(-1), nll=True)
-    return _finish_grad(g, ret)
+    return _run_grad(p, out, scale, None if rows is None else rows.reshape(-1), nll=True)[1]
 
 
 def nll_loss_and_grad(
@@ -583,9 +574,7 @@ def nll_loss_and_grad(
     (0.693147, [[0.0, -1.0]])
     """
     p = _prepare_nll(log_probs, target, weight, ignore_index, reduction, num_threads)
-    g, ret = _grad_buffer(p, out)
-    loss = _run(p, g.reshape(p.x.shape), 1.0, None, nll=True)
-    return loss, _finish_grad(g, ret)
+    return _run_grad(p, out, nll=True)
 
 
 for _f in (nll_loss, nll_loss_grad, nll_loss_and_grad):

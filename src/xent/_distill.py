@@ -7,8 +7,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._kernels import _core
 from ._threads import _resolve
-from ._validation import as_float_array, check_reduction
-from ._variant_utils import EMPTY, class_logits, finish_grad, grad_args, grad_dest, positive
+from ._validation import as_float_array, check_reduction, finish_output, output_for
+from ._variant_utils import EMPTY, class_logits, grad_args, positive
 
 __all__ = ["kl_div_with_logits", "kl_div_with_logits_grad", "kl_div_with_logits_and_grad"]
 
@@ -33,7 +33,7 @@ def _kl(student, teacher, temperature, reduction, num_threads, want_loss, grad_o
     n = s.size // c
     if want_grad:
         gs, g_rows, has_g = grad_args(grad_output, red, lead, dt)
-        dest, out = grad_dest(out, s.shape, dt, s, t, others=(g_rows,))
+        dest, out, (t, g_rows) = output_for(out, s.shape, dt, inplace=(s,), reads=(t, g_rows))
         grad_flat = dest.reshape(-1)
     else:
         gs, g_rows, has_g = 1.0, EMPTY[dt], False
@@ -53,7 +53,7 @@ def _kl(student, teacher, temperature, reduction, num_threads, want_loss, grad_o
             denom = n * c if red == "mean" else n
             with np.errstate(invalid="ignore", divide="ignore"):
                 loss = dt.type(np.float64(total) / np.float64(denom))
-    grad = finish_grad(dest, out) if want_grad else None
+    grad = finish_output(dest, out) if want_grad else None
     return loss, grad
 
 

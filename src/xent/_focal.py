@@ -11,11 +11,13 @@ from ._validation import (
     check_reduction,
     class_targets,
     class_vector,
+    finish_output,
     integer_scalar,
+    output_for,
     raise_target_error,
     real_scalar,
 )
-from ._variant_utils import EMPTY, class_logits, finish_grad, grad_args, grad_dest, nonneg
+from ._variant_utils import EMPTY, class_logits, grad_args, nonneg
 
 __all__ = ["focal_loss", "focal_loss_grad", "focal_loss_and_grad"]
 
@@ -39,7 +41,8 @@ def _focal(logits, target, gamma, alpha, ignore_index, reduction, num_threads,
     nt = _resolve(num_threads)
     if want_grad:
         gs, g_rows, has_g = grad_args(grad_output, red, lead, dt)
-        dest, out = grad_dest(out, x.shape, dt, x, others=(t, a_c, g_rows))
+        dest, out, (t, a_c, g_rows) = output_for(out, x.shape, dt, inplace=(x,),
+                                                 reads=(t, a_c, g_rows))
         grad_flat = dest.reshape(-1)
     else:
         gs, g_rows, has_g = 1.0, EMPTY[dt], False
@@ -62,7 +65,7 @@ def _focal(logits, target, gamma, alpha, ignore_index, reduction, num_threads,
         else:
             with np.errstate(invalid="ignore", divide="ignore"):
                 loss = dt.type(np.float64(total) / np.float64(count))
-    grad = finish_grad(dest, out) if want_grad else None
+    grad = finish_output(dest, out) if want_grad else None
     return loss, grad
 
 

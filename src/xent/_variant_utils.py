@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ._kernels import _core
-from ._validation import as_float_array, check_out, grad_output_rows, real_scalar, same_buffer
+from ._validation import as_float_array, grad_output_rows, real_scalar
 
 EMPTY = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}
 
@@ -42,34 +42,6 @@ def grad_args(grad_output, reduction: str, lead_shape: tuple, dtype):
     if rows is None:
         return scale, EMPTY[np.dtype(dtype)], False
     return scale, rows.reshape(-1), True
-
-
-def grad_dest(out, shape: tuple, dtype, *inputs: np.ndarray, others=()):
-    """Where the kernel writes the gradient: `out` itself unless it overlaps an input badly.
-
-    Returns (dest, out): `out` is the checked user buffer or None.  An exact alias
-    of one of `inputs` (same start and size) is fine: kernels read each such
-    element before writing it.  Any overlap with a partial view of `inputs`, or
-    with one of `others` (targets, weights, grad_output ...), makes the kernel
-    write to a temporary that is copied into `out` afterwards.
-    """
-    if out is None:
-        return np.empty(shape, dtype=dtype), None
-    check_out(out, shape, dtype)
-    for a in inputs:
-        if np.may_share_memory(out, a) and not same_buffer(out, a):
-            return np.empty(shape, dtype=dtype), out
-    for a in others:
-        if a is not None and np.may_share_memory(out, a):
-            return np.empty(shape, dtype=dtype), out
-    return out, out
-
-
-def finish_grad(dest: np.ndarray, out):
-    if out is not None and dest is not out:
-        np.copyto(out, dest)
-        return out
-    return dest
 
 
 def reduce_total(total: float, denom: float, reduction: str, dtype):

@@ -26,9 +26,11 @@ cdef extern from "xent_kernels.h" nogil:
     int xent_simd_select(int level)
     int xent_team_placement_select(int on)
     int xent_team_placement_active()
+    int xent_fork_guard_install()
 
 
 SIMD_NAMES = ("scalar", "avx2", "avx512")
+FORK_GUARD = bool(xent_fork_guard_install())  # see xent_team.c
 
 
 def openmp_enabled():

@@ -58,6 +58,18 @@ XENT_INLINE int xent_team_size(void) { return 1; }
 #define XENT_OK 0
 
 /*
+ * Class targets are checked where they are used, not only in a first scan:
+ * another thread may rewrite them during a call, and a stale check must never
+ * become an out-of-bounds access.  The volatile load makes the value checked
+ * the value used (the compiler may not reload it from memory later).
+ */
+XENT_INLINE int64_t xent_load_target(const int64_t *p) { return *(const volatile int64_t *)p; }
+XENT_INLINE int xent_class_ok(int64_t t, int64_t n_classes)
+{
+    return (uint64_t)t < (uint64_t)n_classes;
+}
+
+/*
  * Work (in logits elements, weighted by cost) below which no thread team is
  * started.  Waking an OpenMP team costs a few microseconds; one core handles
  * about 64K float32 elements of softmax work in that time.

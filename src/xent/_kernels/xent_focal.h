@@ -15,7 +15,9 @@
  * gamma = 0 with alpha = 1 is exactly softmax cross-entropy.
  *
  * Return: the number of targets outside [0, n_cols) that are not
- * ignore_index; nothing is written in that case.
+ * ignore_index; nothing is written if the first scan finds any.  A target moved
+ * out of range by another thread after the scan gives its row a NaN loss and a
+ * zero gradient and is counted too.
  */
 #ifndef XENT_FOCAL_H
 #define XENT_FOCAL_H
@@ -66,7 +68,7 @@ int64_t XENT_FN(xent_focal_rows)(const XENT_T *x, const int64_t *t, int64_t n_ro
                                  double *total, int64_t *count, int n_threads)
 {
     const int64_t ign = a->ignore_index;
-    int64_t cnt, i;
+    int64_t cnt, i, lost = 0; /* rows whose target went out of range during the call */
     const int64_t bad = xent_variants_check_targets(t, n_rows, n_cols, ign, &cnt);
     double gs = a->grad_scale;
     int nt;
@@ -76,15 +78,21 @@ int64_t XENT_FN(xent_focal_rows)(const XENT_T *x, const int64_t *t, int64_t n_ro
     if (a->reduction == XENT_RED_MEAN) gs /= (double)cnt;
     nt = xent_threads_for(n_rows * n_cols * (grad ? 2 : 1), n_rows, n_threads);
     (void)nt; /* unused in a serial build */
-    XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
+    XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1) reduction(+:lost))
     for (i = 0; i < n_rows; ++i) {
-        const int64_t ti = t[i];
+        const int64_t ti = xent_load_target(t + i);
         const XENT_T *xr = x + i * n_cols;
         XENT_T m, xt;
         double s, q, l1, omp, li, c, at;
         if (ti == ign) {
             if (loss) loss[i] = 0;
             if (grad) memset(grad + i * n_cols, 0, (size_t)n_cols * sizeof(XENT_T));
+            continue;
+        }
+        if (!xent_class_ok(ti, n_cols)) { /* rewritten by another thread since the check */
+            if (loss) loss[i] = (XENT_T)NAN;
+            if (grad) memset(grad + i * n_cols, 0, (size_t)n_cols * sizeof(XENT_T));
+            ++lost;
             continue;
         }
         row_max_sumexp(xr, n_cols, &m, &s);
@@ -116,7 +124,7 @@ int64_t XENT_FN(xent_focal_rows)(const XENT_T *x, const int64_t *t, int64_t n_ro
         }
     }
     if (loss) *total = row_sum_wide(loss, n_rows);
-    return XENT_OK;
+    return lost;
 }
 
 #endif /* XENT_FOCAL_H */

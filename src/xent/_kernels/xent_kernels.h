@@ -27,6 +27,9 @@ int xent_simd_select(int level);
  * calling thread.  Returns the setting now active (always 0 without Linux + OpenMP). */
 int xent_team_placement_select(int on);
 int xent_team_placement_active(void);
+/* Release the forking thread's OpenMP pool before every fork (xent_team.c), so a
+ * forked child can start thread teams.  Returns 1 if the handler is installed. */
+int xent_fork_guard_install(void);
 
 #define XENT_KERNEL(name, params, args) int64_t name##_f32 params;
 #define XENT_T float

@@ -360,9 +360,9 @@ int64_t XENT_FN(xent_token_scores_rows)(const XENT_T *x, int64_t n_rows, int64_t
         XENT_T sbuf[XENT_CHUNK]; /* 8 or 16 KiB of stack: the chunk of x / T */
         XS_OUT r;
         if (tgt) {
-            const int64_t ti = tgt[i];
+            const int64_t ti = xent_load_target(tgt + i);
             if (ti != ign) {
-                if (ti >= 0 && ti < n_cols) t = ti;
+                if (xent_class_ok(ti, n_cols)) t = ti;
                 else ++bad;
             }
         }
