@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -11,10 +10,9 @@ from numpy.typing import ArrayLike, NDArray
 from ._kernels import _core
 from ._threads import _resolve
 from ._validation import (
-    _REDUCTIONS,
     as_array,
-    as_float_array,
     check_reduction,
+    class_logits,
     class_targets,
     class_vector,
     finish_output,
@@ -23,6 +21,7 @@ from ._validation import (
     output_for,
     raise_target_error,
     real_scalar,
+    reduce_loss,
 )
 
 __all__ = [
@@ -35,165 +34,106 @@ __all__ = [
     "perplexity",
 ]
 
-
-class _Prepared(NamedTuple):
-    x: np.ndarray  # (N, C) contiguous logits
-    lead: tuple  # logits.shape[:-1]
-    target: np.ndarray | None  # (N,) int64 class targets
-    q: np.ndarray | None  # (N, C) probability targets
-    weight: np.ndarray | None
-    sample_weight: np.ndarray | None
-    ignore_index: int
-    reduction: str
-    label_smoothing: float
-    z_loss: float
-    softcap: float  # 0.0 when off
-    n_threads: int
-    orig: np.ndarray  # the converted logits in their original shape
-
-
-def _prepare(logits, target, *, weight, ignore_index, reduction, label_smoothing, z_loss,
-             softcap, sample_weight, num_threads, soft_ok=True, name="logits") -> _Prepared:
-    x = as_float_array(logits, name)
-    if x.ndim == 0:
-        raise ValueError(f"{name} must have a class axis: shape (..., C), got a 0-d array")
-    c = x.shape[-1]
-    lead = x.shape[:-1]
-    if c == 0:
-        raise ValueError(f"{name} has zero classes (shape {x.shape}); a loss needs C >= 1")
-    reduction = check_reduction(reduction)
-    ignore_index = integer_scalar(ignore_index, "ignore_index")
-    eps = real_scalar(label_smoothing, "label_smoothing")
-    if not 0.0 <= eps <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
-    z = real_scalar(z_loss, "z_loss")
-    if not (z >= 0.0 and math.isfinite(z)):
-        raise ValueError(f"z_loss must be a finite number >= 0, got {z_loss!r}")
-    if softcap is None:
-        cap = 0.0
-    else:
-        cap = real_scalar(softcap, "softcap")
-        if not (cap > 0.0 and math.isfinite(cap)):
-            raise ValueError(f"softcap must be a finite number > 0 (or None), got {softcap!r}")
-    t_arr = as_array(target, "target")
-    q = t = None
-    if t_arr.dtype.kind == "f":
-        if not soft_ok:
-            raise TypeError(
-                f"target must hold integer class indices for this function, got floating "
-                f"dtype {t_arr.dtype}"
-            )
-        if t_arr.shape != x.shape:
-            raise ValueError(
-                f"probability target has shape {t_arr.shape}, expected the logits' shape "
-                f"{x.shape}"
-            )
-        if ignore_index != -100:
-            raise ValueError(
-                "ignore_index is only applicable when the target contains class indices "
-                f"(got probability targets and ignore_index={ignore_index})"
-            )
-        q = np.ascontiguousarray(t_arr, dtype=x.dtype).reshape(-1, c)
-    else:
-        t = class_targets(t_arr, lead, n_classes=c).reshape(-1)
-    w = class_vector(weight, c, x.dtype, "weight")
-    sw = None
-    if sample_weight is not None:
-        sw_arr = as_array(sample_weight, "sample_weight")
-        if sw_arr.dtype.kind not in "iuf" or sw_arr.dtype.kind == "b":
-            raise TypeError(f"sample_weight must be real, got dtype {sw_arr.dtype}")
-        if sw_arr.shape != lead:
-            raise ValueError(
-                f"sample_weight has shape {sw_arr.shape}, expected logits.shape[:-1] = {lead}"
-            )
-        sw = np.ascontiguousarray(sw_arr, dtype=x.dtype).reshape(-1)
-    return _Prepared(x.reshape(-1, c), lead, t, q, w, sw, ignore_index, reduction, eps, z, cap,
-                     _resolve(num_threads), x)
-
-
-def _run(p: _Prepared, grad, grad_scale=1.0, grad_rows=None, nll=False):
-    """Call the kernel; returns the loss as the reduction asks."""
-    n = p.x.shape[0]
-    loss_rows = np.empty(n, dtype=np.float64)
-    kernel = _core.ce_rows_f32 if p.x.dtype == np.float32 else _core.ce_rows_f64
-    bad, total, denom = kernel(
-        p.x, p.target, p.q, p.weight, p.sample_weight, grad_rows, float(grad_scale),
-        p.ignore_index, p.label_smoothing, p.z_loss, p.softcap, p.reduction == "mean",
-        loss_rows, grad, p.n_threads, nll,
-    )
-    if bad:
-        raise_target_error(p.target, p.x.shape[1], p.ignore_index)
-    return _reduced(loss_rows, total, denom, p.reduction, p.x.dtype, p.lead)
-
-
-def _reduced(loss_rows, total, denom, reduction, dtype, lead):
-    """The loss the reduction asks for, from the kernel's rows and totals."""
-    if reduction == "none":
-        return loss_rows.astype(dtype, copy=False).reshape(lead)
-    dt = dtype.type
-    if reduction == "sum":
-        return dt(total)
-    if denom != 0.0:
-        return dt(total / denom)  # IEEE division, as NumPy's
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return dt(np.float64(total) / np.float64(denom))
-
-
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _I64 = np.dtype(np.int64)
 
 
-def _plain(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
-           sample_weight, num_threads, out, want_grad):
-    """The default-options call on canonical arrays, without the general validation.
+def _checked_options(reduction, ignore_index, label_smoothing, z_loss, softcap):
+    """The scalar options, validated; at the defaults each check is one comparison."""
+    if type(reduction) is not str or reduction not in ("mean", "sum", "none"):
+        reduction = check_reduction(reduction)
+    if type(ignore_index) is not int:
+        ignore_index = integer_scalar(ignore_index, "ignore_index")
+    if type(label_smoothing) is not float or label_smoothing != 0.0:
+        eps = real_scalar(label_smoothing, "label_smoothing")
+        if not 0.0 <= eps <= 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+        label_smoothing = eps
+    if type(z_loss) is not float or z_loss != 0.0:
+        z = real_scalar(z_loss, "z_loss")
+        if not (z >= 0.0 and math.isfinite(z)):
+            raise ValueError(f"z_loss must be a finite number >= 0, got {z_loss!r}")
+        z_loss = z
+    cap = 0.0
+    if softcap is not None:
+        cap = real_scalar(softcap, "softcap")
+        if not (cap > 0.0 and math.isfinite(cap)):
+            raise ValueError(f"softcap must be a finite number > 0 (or None), got {softcap!r}")
+    return reduction, ignore_index, label_smoothing, z_loss, cap
 
-    For (N, C) C-contiguous float32/float64 logits, (N,) contiguous int64 targets and
-    every option at its default (``out`` None or the logits), returns ``(loss,
-    grad)``; otherwise None, and the caller takes the general path.  A per-token
-    serving call spends most of its time in Python, and after an idle pause every
-    helper it touches costs microseconds of cold caches (measured: 1 x 32000
-    fused call 274 us after a 30 ms pause, 21 us without).
+
+def _targets(target, x, ignore_index, soft_ok):
+    """(class targets (N,), probability targets (N, C)): one of them is None."""
+    c = x.shape[-1]
+    if type(target) is np.ndarray and target.dtype is _I64 and target.shape == x.shape[:-1]:
+        return np.ascontiguousarray(target).reshape(-1), None
+    t = as_array(target, "target")
+    if t.dtype.kind != "f":
+        return class_targets(t, x.shape[:-1], n_classes=c).reshape(-1), None
+    if not soft_ok:
+        raise TypeError(
+            f"target must hold integer class indices for this function, got floating "
+            f"dtype {t.dtype}"
+        )
+    if t.shape != x.shape:
+        raise ValueError(
+            f"probability target has shape {t.shape}, expected the logits' shape {x.shape}"
+        )
+    if ignore_index != -100:
+        raise ValueError(
+            "ignore_index is only applicable when the target contains class indices "
+            f"(got probability targets and ignore_index={ignore_index})"
+        )
+    return None, np.ascontiguousarray(t, dtype=x.dtype).reshape(-1, c)
+
+
+def _sample_weight(sample_weight, lead, dtype):
+    if sample_weight is None:
+        return None
+    sw = as_array(sample_weight, "sample_weight")
+    if sw.dtype.kind not in "iuf" or sw.dtype.kind == "b":
+        raise TypeError(f"sample_weight must be real, got dtype {sw.dtype}")
+    if sw.shape != lead:
+        raise ValueError(f"sample_weight has shape {sw.shape}, expected logits.shape[:-1] = {lead}")
+    return np.ascontiguousarray(sw, dtype=dtype).reshape(-1)
+
+
+def _cross_entropy(logits, target, *, weight, ignore_index, reduction, label_smoothing, z_loss,
+                   softcap, sample_weight, num_threads, want_grad=False, grad_output=1.0,
+                   out=None, nll=False, class_only=False, name="logits"):
+    """The one call path of the family: validate, run the kernel, reduce.
+
+    Returns ``(loss, grad)``: the loss as `reduction` asks (``"total"`` also
+    accepted: ``(sum, mean denominator)`` as float64, for perplexity), and the
+    gradient (None unless `want_grad`), written to `out` under the overlap policy
+    of :func:`xent._validation.output_for` (``out=logits`` works in place).
     """
-    if not (type(logits) is np.ndarray and type(target) is np.ndarray and weight is None
-            and softcap is None and sample_weight is None
-            and type(ignore_index) is int and ignore_index == -100
-            and type(label_smoothing) is float and label_smoothing == 0.0
-            and type(z_loss) is float and z_loss == 0.0
-            and type(reduction) is str and reduction in _REDUCTIONS
-            and (out is None or out is logits) and logits.ndim == 2):
-        return None
-    dt = logits.dtype
-    n, c = logits.shape
-    if ((dt is not _F32 and dt is not _F64) or target.dtype is not _I64 or n == 0 or c == 0
-            or target.shape != (n,) or target.strides != (8,)
-            or logits.strides != (c * dt.itemsize, dt.itemsize)
-            or (out is not None and (not logits.flags.writeable
-                                     or np.may_share_memory(target, logits)))):
-        return None
-    grad = (logits if out is not None else np.empty((n, c), dt)) if want_grad else None
-    loss_rows = np.empty(n, dtype=np.float64)
-    kernel = _core.ce_rows_f32 if dt is _F32 else _core.ce_rows_f64
-    bad, total, denom = kernel(logits, target, None, None, None, None, 1.0, -100, 0.0, 0.0, 0.0,
-                               reduction == "mean", loss_rows, grad, _resolve(num_threads),
-                               False)
+    x = class_logits(logits, name)
+    lead, c = x.shape[:-1], x.shape[-1]
+    total_only = reduction == "total"
+    red, ign, eps, z, cap = _checked_options("sum" if total_only else reduction, ignore_index,
+                                             label_smoothing, z_loss, softcap)
+    t, q = _targets(target, x, ign, soft_ok=not (nll or class_only))
+    scale, g_rows = grad_output_rows(grad_output, red, lead, x.dtype) if want_grad else (1.0, None)
+    w = None if weight is None else class_vector(weight, c, x.dtype, "weight")
+    sw = _sample_weight(sample_weight, lead, x.dtype)
+    opt = _core.CEOptions(ignore_index=ign, label_smoothing=eps, z_loss=z, softcap=cap,
+                          reduction=red, grad_scale=scale)
+    nt = _resolve(num_threads)
+    dest = None
+    if want_grad:
+        dest, out, (t, q, w, sw, g_rows) = output_for(out, x.shape, x.dtype, inplace=(x,),
+                                                      reads=(t, q, w, sw, g_rows))
+    loss_rows = np.empty(lead, dtype=np.float64)
+    bad, total, denom = _core.ce_rows(x.reshape(-1, c), t, q, w, sw, g_rows, loss_rows,
+                                      None if dest is None else dest.reshape(-1, c), opt, nt, nll)
     if bad:
-        raise_target_error(target, c, -100)
-    return _reduced(loss_rows, total, denom, reduction, dt, (n,)), grad
-
-
-def _run_grad(p: _Prepared, out, grad_scale=1.0, grad_rows=None, nll=False):
-    """Loss and gradient, written to `out` (or a new array) under the overlap policy.
-
-    ``out`` may be the logits themselves (in place); any other overlap with an
-    operand behaves as if that operand had been copied first (``output_for``).
-    """
-    dest, out, (t, q, w, sw, rows) = output_for(
-        out, p.orig.shape, p.x.dtype, inplace=(p.orig,),
-        reads=(p.target, p.q, p.weight, p.sample_weight, grad_rows))
-    p = p._replace(target=t, q=q, weight=w, sample_weight=sw)
-    loss = _run(p, dest.reshape(p.x.shape), grad_scale, rows, nll)
-    return loss, finish_output(dest, out)
+        raise_target_error(t, c, ign)
+    grad = finish_output(dest, out) if want_grad else None
+    if total_only:
+        return (total, denom), grad
+    return reduce_loss(loss_rows, total, denom, red, x.dtype), grad
 
 
 _OPTIONS_DOC = """weight : array_like of shape (C,), optional
@@ -298,14 +238,10 @@ def cross_entropy(
     >>> float(xent.cross_entropy(logits, np.array([0, -100])))  # ignored row
     0.4170...
     """
-    fast = _plain(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss,
-                  softcap, sample_weight, num_threads, None, False)
-    if fast is not None:
-        return fast[0]
-    p = _prepare(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
-                 label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
-                 sample_weight=sample_weight, num_threads=num_threads)
-    return _run(p, None)
+    return _cross_entropy(logits, target, weight=weight, ignore_index=ignore_index,
+                          reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
+                          softcap=softcap, sample_weight=sample_weight,
+                          num_threads=num_threads)[0]
 
 
 def cross_entropy_grad(
@@ -358,11 +294,10 @@ def cross_entropy_grad(
     >>> xent.cross_entropy_grad(logits, np.array([0]))
     array([[-0.34099886,  0.24243297,  0.09856589]])
     """
-    p = _prepare(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
-                 label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
-                 sample_weight=sample_weight, num_threads=num_threads)
-    scale, rows = grad_output_rows(grad_output, p.reduction, p.lead, p.x.dtype)
-    return _run_grad(p, out, scale, None if rows is None else rows.reshape(-1))[1]
+    return _cross_entropy(logits, target, weight=weight, ignore_index=ignore_index,
+                          reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
+                          softcap=softcap, sample_weight=sample_weight, num_threads=num_threads,
+                          want_grad=True, grad_output=grad_output, out=out)[1]
 
 
 def cross_entropy_and_grad(
@@ -423,14 +358,10 @@ def cross_entropy_and_grad(
     >>> g is buf
     True
     """
-    fast = _plain(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss,
-                  softcap, sample_weight, num_threads, out, True)
-    if fast is not None:
-        return fast
-    p = _prepare(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
-                 label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
-                 sample_weight=sample_weight, num_threads=num_threads)
-    return _run_grad(p, out)
+    return _cross_entropy(logits, target, weight=weight, ignore_index=ignore_index,
+                          reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
+                          softcap=softcap, sample_weight=sample_weight, num_threads=num_threads,
+                          want_grad=True, out=out)
 
 
 for _f in (cross_entropy, cross_entropy_grad, cross_entropy_and_grad):
@@ -446,11 +377,11 @@ _NLL_DOC = """weight : array_like of shape (C,), optional
         OpenMP threads; ``None`` uses ``xent.get_num_threads()``."""
 
 
-def _prepare_nll(log_probs, target, weight, ignore_index, reduction, num_threads):
-    return _prepare(log_probs, target, weight=weight, ignore_index=ignore_index,
-                    reduction=reduction, label_smoothing=0.0, z_loss=0.0, softcap=None,
-                    sample_weight=None, num_threads=num_threads, soft_ok=False,
-                    name="log_probs")
+def _nll(log_probs, target, weight, ignore_index, reduction, num_threads, **grad):
+    return _cross_entropy(log_probs, target, weight=weight, ignore_index=ignore_index,
+                          reduction=reduction, label_smoothing=0.0, z_loss=0.0, softcap=None,
+                          sample_weight=None, num_threads=num_threads, nll=True,
+                          name="log_probs", **grad)
 
 
 def nll_loss(
@@ -493,8 +424,7 @@ def nll_loss(
     >>> xent.nll_loss(lp, np.array([0, 2]), reduction="none")
     array([0.35667494, 0.22314355])
     """
-    p = _prepare_nll(log_probs, target, weight, ignore_index, reduction, num_threads)
-    return _run(p, None, nll=True)
+    return _nll(log_probs, target, weight, ignore_index, reduction, num_threads)[0]
 
 
 def nll_loss_grad(
@@ -534,9 +464,8 @@ def nll_loss_grad(
     array([[-0.5,  0. ,  0. ],
            [ 0. ,  0. , -0.5]])
     """
-    p = _prepare_nll(log_probs, target, weight, ignore_index, reduction, num_threads)
-    scale, rows = grad_output_rows(grad_output, p.reduction, p.lead, p.x.dtype)
-    return _run_grad(p, out, scale, None if rows is None else rows.reshape(-1), nll=True)[1]
+    return _nll(log_probs, target, weight, ignore_index, reduction, num_threads,
+                want_grad=True, grad_output=grad_output, out=out)[1]
 
 
 def nll_loss_and_grad(
@@ -573,8 +502,8 @@ def nll_loss_and_grad(
     >>> round(float(loss), 6), grad.tolist()
     (0.693147, [[0.0, -1.0]])
     """
-    p = _prepare_nll(log_probs, target, weight, ignore_index, reduction, num_threads)
-    return _run_grad(p, out, nll=True)
+    return _nll(log_probs, target, weight, ignore_index, reduction, num_threads,
+                want_grad=True, out=out)
 
 
 for _f in (nll_loss, nll_loss_grad, nll_loss_and_grad):
@@ -617,17 +546,9 @@ def perplexity(
     >>> round(float(xent.perplexity(logits, tokens)), 4)
     10.0
     """
-    p = _prepare(logits, target, weight=None, ignore_index=ignore_index, reduction="sum",
-                 label_smoothing=0.0, z_loss=0.0, softcap=None, sample_weight=None,
-                 num_threads=num_threads, soft_ok=False)
-    n = p.x.shape[0]
-    loss_rows = np.empty(n, dtype=np.float64)
-    kernel = _core.ce_rows_f32 if p.x.dtype == np.float32 else _core.ce_rows_f64
-    bad, total, denom = kernel(
-        p.x, p.target, None, None, None, None, 1.0, p.ignore_index, 0.0, 0.0, 0.0, False,
-        loss_rows, None, p.n_threads,
-    )
-    if bad:
-        raise_target_error(p.target, p.x.shape[1], p.ignore_index)
+    (total, denom), _ = _cross_entropy(
+        logits, target, weight=None, ignore_index=ignore_index, reduction="total",
+        label_smoothing=0.0, z_loss=0.0, softcap=None, sample_weight=None,
+        num_threads=num_threads, class_only=True)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return np.exp(np.float64(total) / np.float64(denom))

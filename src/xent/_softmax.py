@@ -98,11 +98,12 @@ def logsumexp(
     dest, out, (rows,) = output_for(out, shape, arr.dtype, reads=(rows,))
     c = rows.shape[-1]
     n = math.prod(rows.shape[:-1])  # not reshape(-1, c): that fails when c == 0
-    _core.logsumexp_rows(rows.reshape(n, c), dest.reshape(-1), nt)
+    _core.rows("logsumexp", rows.reshape(n, c), dest, nt)
     return finish_output(dest, out)
 
 
 def _softmax_impl(x, axis, out, num_threads, log: bool):
+    op = "log_softmax" if log else "softmax"
     arr = as_float_array(x, "x")
     nt = _resolve(num_threads)
     scalar = arr.ndim == 0
@@ -112,13 +113,13 @@ def _softmax_impl(x, axis, out, num_threads, log: bool):
         dest, out, _ = output_for(out, arr.shape, arr.dtype, inplace=(arr,))
         c = work.shape[-1]
         n = math.prod(work.shape[:-1])  # not reshape(-1, c): that fails when c == 0
-        _core.softmax_rows(work.reshape(n, c), dest.reshape(n, c), nt, log)
+        _core.rows(op, work.reshape(n, c), dest, nt)
         return finish_output(dest, out)
     # another axis: the kernel works in place on a private last-axis copy
     dest, out, _ = output_for(out, arr.shape, arr.dtype)
     rows = np.moveaxis(work, ax, -1).copy(order="C")
     flat = rows.reshape(math.prod(rows.shape[:-1]), rows.shape[-1])
-    _core.softmax_rows(flat, flat, nt, log)
+    _core.rows(op, flat, flat, nt)
     np.copyto(dest.reshape(work.shape), np.moveaxis(rows, -1, ax))
     return finish_output(dest, out)
 

@@ -7,6 +7,7 @@ buffers, matching shapes and dtypes, writable outputs.
 
 from __future__ import annotations
 
+import math
 import operator
 
 import numpy as np
@@ -59,6 +60,16 @@ def as_float_array(x, name: str = "logits") -> np.ndarray:
     else:
         target = _F64  # longdouble
     return np.ascontiguousarray(arr, dtype=target)
+
+
+def class_logits(logits, name: str = "logits") -> np.ndarray:
+    """Logits of shape (..., C) with C >= 1 (losses and metrics over C == 0 raise)."""
+    x = as_float_array(logits, name)
+    if x.ndim == 0:
+        raise ValueError(f"{name} is a 0-d array: it needs a class axis, shape (..., C)")
+    if x.shape[-1] == 0:
+        raise ValueError(f"{name} has shape {x.shape}: the class axis is empty (C == 0)")
+    return x
 
 
 def normalize_axis(axis, ndim: int) -> int:
@@ -133,6 +144,24 @@ def finish_output(dest: np.ndarray, out):
         np.copyto(out, dest)
         return out
     return dest
+
+
+def reduce_loss(rows: np.ndarray, total: float, denom: float, reduction: str, dtype: np.dtype):
+    """The loss a reduction asks for, in the computation dtype.
+
+    ``"none"``: the per-row (or per-element) losses `rows` as `dtype`; ``"sum"``:
+    `total`; ``"mean"`` / ``"batchmean"``: ``total / denom`` in float64 (NaN for
+    0 / 0, as PyTorch), as a NumPy scalar of `dtype`.  The one reduction of every
+    loss family.
+    """
+    if reduction == "none":
+        return rows.astype(dtype, copy=False)
+    if reduction == "sum":
+        return dtype.type(total)
+    if denom != 0.0:
+        return dtype.type(total / denom)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return dtype.type(np.float64(total) / np.float64(denom))
 
 
 def check_reduction(reduction, allowed=_REDUCTIONS) -> str:
@@ -219,6 +248,22 @@ def real_scalar(value, name: str) -> float:
         v = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    return v
+
+
+def nonneg(value, name: str) -> float:
+    """A finite real number >= 0 (TypeError / ValueError otherwise)."""
+    v = real_scalar(value, name)
+    if not v >= 0 or math.isinf(v):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return v
+
+
+def positive(value, name: str) -> float:
+    """A finite real number > 0 (TypeError / ValueError otherwise)."""
+    v = real_scalar(value, name)
+    if not v > 0 or math.isinf(v):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return v
 
 

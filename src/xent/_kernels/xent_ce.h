@@ -34,7 +34,31 @@
 
 #include "xent_rowops.h"
 
-typedef XENT_ARGS(xent_ce_args) xent_ce_args_t;
+/* A call's options and optional arrays, typed for this element type. */
+typedef struct {
+    const XENT_T *weight, *sample_weight, *grad_rows;
+    double grad_scale;
+    int64_t ignore_index;
+    double label_smoothing, z_loss, softcap;
+    int mean;
+    XENT_T *scratch;
+} xent_ce_args_t;
+
+static xent_ce_args_t ce_args_of(const xent_ce_call *c)
+{
+    xent_ce_args_t a;
+    a.weight = (const XENT_T *)c->weight;
+    a.sample_weight = (const XENT_T *)c->sample_weight;
+    a.grad_rows = (const XENT_T *)c->grad_rows;
+    a.grad_scale = c->opt.grad_scale;
+    a.ignore_index = c->opt.ignore_index;
+    a.label_smoothing = c->opt.label_smoothing;
+    a.z_loss = c->opt.z_loss;
+    a.softcap = c->opt.softcap;
+    a.mean = c->opt.reduction == XENT_REDUCE_MEAN;
+    a.scratch = (XENT_T *)c->scratch;
+    return a;
+}
 
 /* Phase 0: bad-target count and the mean denominator (deterministic blocks). */
 static int64_t ce_scan_targets(const int64_t *t, int64_t n, int64_t c, const xent_ce_args_t *a,
@@ -566,21 +590,23 @@ static void ce_rows_split(const XENT_T *x, const int64_t *target, int64_t n_rows
 }
 
 /*
- * Cross-entropy over rows of (n_rows, n_cols) logits.
- *   target     (n_rows,) class indices, or NULL when q is given
- *   q          (n_rows, n_cols) probability targets, or NULL
- *   loss_rows  (n_rows,) OUT per-row losses (double)
- *   grad       (n_rows, n_cols) OUT gradient, NULL for the loss only; may be x
- *   totals     OUT [sum of losses, mean denominator]
+ * Cross-entropy over the rows of (n_rows, n_cols) logits (xent_ce_call): the
+ * per-row losses (double), their sum and the mean's denominator, and the
+ * gradient unless c->grad is NULL.
  * Returns the number of class targets outside [0, C) that are not ignore_index;
  * if phase 0 finds any, nothing is written.  A target that another thread moves
  * out of range after phase 0 gives its row a NaN loss and a zero gradient and is
  * counted too (the other rows are computed as usual).
  */
-int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT_T *q,
-                              int64_t n_rows, int64_t n_cols, const xent_ce_args_t *a,
-                              double *loss_rows, XENT_T *grad, double *totals, int n_threads)
+int64_t XENT_FN(xent_ce_rows)(xent_ce_call *c)
 {
+    const xent_ce_args_t args = ce_args_of(c), *a = &args;
+    const XENT_T *x = (const XENT_T *)c->x, *q = (const XENT_T *)c->q;
+    const int64_t *target = c->target;
+    const int64_t n_rows = c->n_rows, n_cols = c->n_cols;
+    const int n_threads = c->n_threads;
+    double *loss_rows = c->loss_rows;
+    XENT_T *grad = (XENT_T *)c->grad;
     double denom, W = (double)n_cols, scale;
     int64_t i, lost = 0; /* rows whose target went out of range during the call */
     int nt;
@@ -609,8 +635,8 @@ int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT
                 lost += snap[i] != a->ignore_index && !xent_class_ok(snap[i], n_cols);
             }
             ce_rows_split(x, snap, n_rows, n_cols, a, W, scale, loss_rows, grad, nt);
-            totals[0] = xent_sum_doubles(loss_rows, n_rows);
-            totals[1] = denom;
+            c->total = xent_sum_doubles(loss_rows, n_rows);
+            c->denom = denom;
             return lost;
         }
     }
@@ -634,8 +660,8 @@ int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT
                 ce_small_block(x, target, b_full * XV_N, n_rows - b_full * XV_N, n_cols, a, W, scale, loss_rows, grad);
             gsum[i] = xent_sum_doubles(loss_rows + lo, hi - lo);
         }
-        totals[0] = xent_sum_doubles(gsum, ng);
-        totals[1] = denom;
+        c->total = xent_sum_doubles(gsum, ng);
+        c->denom = denom;
         return XENT_OK;
     }
     if (stream && a->scratch && q == NULL && a->softcap == 0) {
@@ -647,8 +673,8 @@ int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT
                              a->scratch + 2 * xent_thread_id() * n_cols, &lost);
             xv_stream_fence();
         }
-        totals[0] = xent_sum_doubles(loss_rows, n_rows);
-        totals[1] = denom;
+        c->total = xent_sum_doubles(loss_rows, n_rows);
+        c->denom = denom;
         return lost;
     }
     XENT_PRAGMA_OMP(parallel num_threads(nt) if(nt > 1) reduction(+:lost))
@@ -676,8 +702,8 @@ int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT
         }
         if (stream) xv_stream_fence();
     }
-    totals[0] = xent_sum_doubles(loss_rows, n_rows);
-    totals[1] = denom;
+    c->total = xent_sum_doubles(loss_rows, n_rows);
+    c->denom = denom;
     return lost;
 }
 
@@ -687,10 +713,15 @@ int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT
  * arguments and return value as xent_ce_rows (q, label smoothing, z-loss and
  * softcap are not used).
  */
-int64_t XENT_FN(xent_nll_rows)(const XENT_T *logp, const int64_t *target, int64_t n_rows,
-                               int64_t n_cols, const xent_ce_args_t *a, double *loss_rows,
-                               XENT_T *grad, double *totals, int n_threads)
+int64_t XENT_FN(xent_nll_rows)(xent_ce_call *c)
 {
+    const xent_ce_args_t args = ce_args_of(c), *a = &args;
+    const XENT_T *logp = (const XENT_T *)c->x;
+    const int64_t *target = c->target;
+    const int64_t n_rows = c->n_rows, n_cols = c->n_cols;
+    const int n_threads = c->n_threads;
+    double *loss_rows = c->loss_rows;
+    XENT_T *grad = (XENT_T *)c->grad;
     double denom, scale;
     int64_t r, lost = 0;
     int nt;
@@ -720,8 +751,8 @@ int64_t XENT_FN(xent_nll_rows)(const XENT_T *logp, const int64_t *target, int64_
             gr[t] = (XENT_T)(-wt * scale * (a->grad_rows ? (double)a->grad_rows[r] : 1.0));
         }
     }
-    totals[0] = xent_sum_doubles(loss_rows, n_rows);
-    totals[1] = denom;
+    c->total = xent_sum_doubles(loss_rows, n_rows);
+    c->denom = denom;
     return lost;
 }
 

@@ -63,27 +63,29 @@ XENT_INLINE int64_t xent_variants_check_targets(const int64_t *t, int64_t n, int
  * non-ignored rows for "mean") into `grad` (may be NULL; may alias x).
  * *count receives the number of non-ignored rows.
  */
-int64_t XENT_FN(xent_focal_rows)(const XENT_T *x, const int64_t *t, int64_t n_rows, int64_t n_cols,
-                                 const XENT_ARGS(xent_focal_args) *a, XENT_T *loss, XENT_T *grad,
-                                 double *total, int64_t *count, int n_threads)
+int64_t XENT_FN(xent_focal_rows)(xent_focal_call *c)
 {
-    const int64_t ign = a->ignore_index;
+    const XENT_T *x = (const XENT_T *)c->x, *alpha_c = (const XENT_T *)c->alpha_c;
+    const XENT_T *grad_rows = (const XENT_T *)c->grad_rows;
+    const int64_t *t = c->target, n_rows = c->n_rows, n_cols = c->n_cols;
+    XENT_T *loss = (XENT_T *)c->loss, *grad = (XENT_T *)c->grad;
+    const int64_t ign = c->opt.ignore_index;
     int64_t cnt, i, lost = 0; /* rows whose target went out of range during the call */
     const int64_t bad = xent_variants_check_targets(t, n_rows, n_cols, ign, &cnt);
-    double gs = a->grad_scale;
+    double gs = c->opt.grad_scale;
     int nt;
-    *count = cnt;
-    *total = 0.0;
+    c->count = cnt;
+    c->total = 0.0;
     if (bad) return bad;
-    if (a->reduction == XENT_RED_MEAN) gs /= (double)cnt;
-    nt = xent_threads_for(n_rows * n_cols * (grad ? 2 : 1), n_rows, n_threads);
+    if (c->opt.reduction == XENT_REDUCE_MEAN) gs /= (double)cnt;
+    nt = xent_threads_for(n_rows * n_cols * (grad ? 2 : 1), n_rows, c->n_threads);
     (void)nt; /* unused in a serial build */
     XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1) reduction(+:lost))
     for (i = 0; i < n_rows; ++i) {
         const int64_t ti = xent_load_target(t + i);
         const XENT_T *xr = x + i * n_cols;
         XENT_T m, xt;
-        double s, q, l1, omp, li, c, at;
+        double s, q, l1, omp, li, coef, at;
         if (ti == ign) {
             if (loss) loss[i] = 0;
             if (grad) memset(grad + i * n_cols, 0, (size_t)n_cols * sizeof(XENT_T));
@@ -111,11 +113,11 @@ int64_t XENT_FN(xent_focal_rows)(const XENT_T *x, const int64_t *t, int64_t n_ro
             l1 = xent_focal_log1mexp(q);
             omp = -expm1(q);
         }
-        at = a->alpha_c ? (double)a->alpha_c[ti] : a->alpha;
-        xent_focal_coef(q, l1, a->gamma, at, &li, &c);
+        at = alpha_c ? (double)alpha_c[ti] : c->opt.alpha;
+        xent_focal_coef(q, l1, c->opt.gamma, at, &li, &coef);
         if (loss) loss[i] = (XENT_T)li;
         if (grad) {
-            const double ac = c * gs * (a->grad_rows ? (double)a->grad_rows[i] : 1.0);
+            const double ac = coef * gs * (grad_rows ? (double)grad_rows[i] : 1.0);
             XENT_T *g = grad + i * n_cols;
             /* g_j = ac * exp(x_j - m) / s, then g_t = -ac (1 - p_t) (x_t was read above:
                g may alias x) */
@@ -123,7 +125,7 @@ int64_t XENT_FN(xent_focal_rows)(const XENT_T *x, const int64_t *t, int64_t n_ro
             g[ti] = (XENT_T)(-ac * omp);
         }
     }
-    if (loss) *total = row_sum_wide(loss, n_rows);
+    if (loss) c->total = row_sum_wide(loss, n_rows);
     return lost;
 }
 
