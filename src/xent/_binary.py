@@ -116,8 +116,7 @@ def _binary(op, logits, target, weight, pos_weight, alpha, gamma, reduction, num
     nt = _resolve(num_threads)
     dest = None
     if want_grad:
-        dest, out, (t, w, pw, g_el) = output_for(out, shape, dt, inplace=(x,),
-                                                 reads=(t, w, pw, g_el))
+        dest, out, (t, w, pw, g_el) = output_for(out, shape, dt, (x,), (t, w, pw, g_el))
     loss = np.empty(shape, dtype=dt) if (want_loss and red == "none") else None
     n_cols = shape[-1] if shape else 1
     n_rows = math.prod(shape[:-1]) if shape else 1

@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._kernels import _core
+from ._threads import DEFAULT as _DEFAULT_THREADS
 from ._threads import _resolve
 from ._validation import (
     as_array,
@@ -66,8 +67,6 @@ def _checked_options(reduction, ignore_index, label_smoothing, z_loss, softcap):
 def _targets(target, x, ignore_index, soft_ok):
     """(class targets (N,), probability targets (N, C)): one of them is None."""
     c = x.shape[-1]
-    if type(target) is np.ndarray and target.dtype is _I64 and target.shape == x.shape[:-1]:
-        return np.ascontiguousarray(target).reshape(-1), None
     t = as_array(target, "target")
     if t.dtype.kind != "f":
         return class_targets(t, x.shape[:-1], n_classes=c).reshape(-1), None
@@ -99,41 +98,68 @@ def _sample_weight(sample_weight, lead, dtype):
     return np.ascontiguousarray(sw, dtype=dtype).reshape(-1)
 
 
-def _cross_entropy(logits, target, *, weight, ignore_index, reduction, label_smoothing, z_loss,
+_DEFAULT_OPTIONS = {r: _core.CEOptions(reduction=r) for r in ("mean", "sum", "none")}
+
+
+def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss,
                    softcap, sample_weight, num_threads, want_grad=False, grad_output=1.0,
                    out=None, nll=False, class_only=False, name="logits"):
     """The one call path of the family: validate, run the kernel, reduce.
 
-    Returns ``(loss, grad)``: the loss as `reduction` asks (``"total"`` also
+    The arguments are positional, in the public functions' order (a keyword call
+    costs more than the kernel on a small input).  Returns ``(loss, grad)``: the
+    loss as `reduction` asks (``"total"`` also
     accepted: ``(sum, mean denominator)`` as float64, for perplexity), and the
     gradient (None unless `want_grad`), written to `out` under the overlap policy
     of :func:`xent._validation.output_for` (``out=logits`` works in place).
+
+    Each argument is checked by one inline test for its common form (a C-contiguous
+    float32/float64 array, int64 targets, default options) before its validation
+    helper: a per-token serving call spends most of its time here, and after an
+    idle pause every helper it touches costs microseconds of cold caches.
     """
-    x = class_logits(logits, name)
-    lead, c = x.shape[:-1], x.shape[-1]
+    x = logits
+    if (type(x) is not np.ndarray or (x.dtype is not _F32 and x.dtype is not _F64)
+            or x.ndim == 0 or x.shape[-1] == 0 or not x.flags.c_contiguous):
+        x = class_logits(logits, name)
+    lead, c, dt = x.shape[:-1], x.shape[-1], x.dtype
     total_only = reduction == "total"
-    red, ign, eps, z, cap = _checked_options("sum" if total_only else reduction, ignore_index,
-                                             label_smoothing, z_loss, softcap)
-    t, q = _targets(target, x, ign, soft_ok=not (nll or class_only))
-    scale, g_rows = grad_output_rows(grad_output, red, lead, x.dtype) if want_grad else (1.0, None)
-    w = None if weight is None else class_vector(weight, c, x.dtype, "weight")
-    sw = _sample_weight(sample_weight, lead, x.dtype)
-    opt = _core.CEOptions(ignore_index=ign, label_smoothing=eps, z_loss=z, softcap=cap,
-                          reduction=red, grad_scale=scale)
-    nt = _resolve(num_threads)
+    if (type(reduction) is str and reduction in _DEFAULT_OPTIONS and type(ignore_index) is int
+            and type(label_smoothing) is float and label_smoothing == 0.0
+            and type(z_loss) is float and z_loss == 0.0 and softcap is None):
+        red, ign, eps, z, cap = reduction, ignore_index, 0.0, 0.0, 0.0
+    else:
+        red, ign, eps, z, cap = _checked_options("sum" if total_only else reduction,
+                                                 ignore_index, label_smoothing, z_loss, softcap)
+    if type(target) is np.ndarray and target.dtype is _I64 and target.shape == lead:
+        t, q = (target if target.flags.c_contiguous else np.ascontiguousarray(target)), None
+    else:
+        t, q = _targets(target, x, ign, soft_ok=not (nll or class_only))
+    scale, g_rows = 1.0, None
+    if want_grad and (type(grad_output) is not float or grad_output != 1.0):
+        scale, g_rows = grad_output_rows(grad_output, red, lead, dt)
+    w = None if weight is None else class_vector(weight, c, dt, "weight")
+    sw = None if sample_weight is None else _sample_weight(sample_weight, lead, dt)
+    if scale == 1.0 and eps == 0.0 and z == 0.0 and cap == 0.0 and ign == -100:
+        opt = _DEFAULT_OPTIONS[red]
+    else:
+        opt = _core.CEOptions(ignore_index=ign, label_smoothing=eps, z_loss=z, softcap=cap,
+                              reduction=red, grad_scale=scale)
+    nt = _DEFAULT_THREADS[0] if num_threads is None else _resolve(num_threads)
     dest = None
     if want_grad:
-        dest, out, (t, q, w, sw, g_rows) = output_for(out, x.shape, x.dtype, inplace=(x,),
-                                                      reads=(t, q, w, sw, g_rows))
+        dest, out, (t, q, w, sw, g_rows) = output_for(out, x.shape, dt, (x,),
+                                                      (t, q, w, sw, g_rows))
     loss_rows = np.empty(lead, dtype=np.float64)
-    bad, total, denom = _core.ce_rows(x.reshape(-1, c), t, q, w, sw, g_rows, loss_rows,
-                                      None if dest is None else dest.reshape(-1, c), opt, nt, nll)
+    bad, total, denom = _core.ce_rows(
+        x if x.ndim == 2 else x.reshape(-1, c), t, q, w, sw, g_rows, loss_rows,
+        dest if dest is None or dest.ndim == 2 else dest.reshape(-1, c), opt, nt, nll)
     if bad:
         raise_target_error(t, c, ign)
-    grad = finish_output(dest, out) if want_grad else None
+    grad = dest if out is None or dest is out else finish_output(dest, out)
     if total_only:
         return (total, denom), grad
-    return reduce_loss(loss_rows, total, denom, red, x.dtype), grad
+    return reduce_loss(loss_rows, total, denom, red, dt), grad
 
 
 _OPTIONS_DOC = """weight : array_like of shape (C,), optional
@@ -238,10 +264,8 @@ def cross_entropy(
     >>> float(xent.cross_entropy(logits, np.array([0, -100])))  # ignored row
     0.4170...
     """
-    return _cross_entropy(logits, target, weight=weight, ignore_index=ignore_index,
-                          reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
-                          softcap=softcap, sample_weight=sample_weight,
-                          num_threads=num_threads)[0]
+    return _cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing,
+                          z_loss, softcap, sample_weight, num_threads)[0]
 
 
 def cross_entropy_grad(
@@ -294,10 +318,8 @@ def cross_entropy_grad(
     >>> xent.cross_entropy_grad(logits, np.array([0]))
     array([[-0.34099886,  0.24243297,  0.09856589]])
     """
-    return _cross_entropy(logits, target, weight=weight, ignore_index=ignore_index,
-                          reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
-                          softcap=softcap, sample_weight=sample_weight, num_threads=num_threads,
-                          want_grad=True, grad_output=grad_output, out=out)[1]
+    return _cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing,
+                          z_loss, softcap, sample_weight, num_threads, True, grad_output, out)[1]
 
 
 def cross_entropy_and_grad(
@@ -358,10 +380,8 @@ def cross_entropy_and_grad(
     >>> g is buf
     True
     """
-    return _cross_entropy(logits, target, weight=weight, ignore_index=ignore_index,
-                          reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
-                          softcap=softcap, sample_weight=sample_weight, num_threads=num_threads,
-                          want_grad=True, out=out)
+    return _cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing,
+                          z_loss, softcap, sample_weight, num_threads, True, 1.0, out)
 
 
 for _f in (cross_entropy, cross_entropy_grad, cross_entropy_and_grad):
@@ -378,10 +398,8 @@ _NLL_DOC = """weight : array_like of shape (C,), optional
 
 
 def _nll(log_probs, target, weight, ignore_index, reduction, num_threads, **grad):
-    return _cross_entropy(log_probs, target, weight=weight, ignore_index=ignore_index,
-                          reduction=reduction, label_smoothing=0.0, z_loss=0.0, softcap=None,
-                          sample_weight=None, num_threads=num_threads, nll=True,
-                          name="log_probs", **grad)
+    return _cross_entropy(log_probs, target, weight, ignore_index, reduction, 0.0, 0.0, None,
+                          None, num_threads, nll=True, name="log_probs", **grad)
 
 
 def nll_loss(

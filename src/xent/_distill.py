@@ -40,7 +40,7 @@ def _kl(student, teacher, temperature, reduction, num_threads, want_loss, grad_o
     nt = _resolve(num_threads)
     dest = None
     if want_grad:
-        dest, out, (t, g_rows) = output_for(out, s.shape, dt, inplace=(s,), reads=(t, g_rows))
+        dest, out, (t, g_rows) = output_for(out, s.shape, dt, (s,), (t, g_rows))
     rows = np.empty(lead, dtype=dt) if want_loss else None
     total = _core.kl_rows(s.reshape(-1, c), t, g_rows, rows,
                           None if dest is None else dest.reshape(-1, c), opt, nt)

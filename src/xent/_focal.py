@@ -43,8 +43,8 @@ def _focal(logits, target, gamma, alpha, ignore_index, reduction, num_threads,
     nt = _resolve(num_threads)
     dest = None
     if want_grad:
-        dest, out, (t, alpha_c, g_rows) = output_for(out, x.shape, dt, inplace=(x,),
-                                                     reads=(t, alpha_c, g_rows))
+        dest, out, (t, alpha_c, g_rows) = output_for(out, x.shape, dt, (x,),
+                                                     (t, alpha_c, g_rows))
     rows = np.empty(lead, dtype=dt) if want_loss else None
     bad, total, count = _core.focal_rows(x.reshape(-1, c), t, alpha_c, g_rows, rows,
                                          None if dest is None else dest.reshape(-1, c), opt, nt)

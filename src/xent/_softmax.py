@@ -95,7 +95,7 @@ def logsumexp(
         shape = arr.shape[:ax] + (1,) + arr.shape[ax + 1 :]
     else:
         shape = arr.shape[:ax] + arr.shape[ax + 1 :]
-    dest, out, (rows,) = output_for(out, shape, arr.dtype, reads=(rows,))
+    dest, out, (rows,) = output_for(out, shape, arr.dtype, (), (rows,))
     c = rows.shape[-1]
     n = math.prod(rows.shape[:-1])  # not reshape(-1, c): that fails when c == 0
     _core.rows("logsumexp", rows.reshape(n, c), dest, nt)
@@ -110,7 +110,7 @@ def _softmax_impl(x, axis, out, num_threads, log: bool):
     work = arr.reshape(1) if scalar else arr
     ax = normalize_axis(axis, work.ndim)
     if ax == work.ndim - 1:
-        dest, out, _ = output_for(out, arr.shape, arr.dtype, inplace=(arr,))
+        dest, out, _ = output_for(out, arr.shape, arr.dtype, (arr,))
         c = work.shape[-1]
         n = math.prod(work.shape[:-1])  # not reshape(-1, c): that fails when c == 0
         _core.rows(op, work.reshape(n, c), dest, nt)

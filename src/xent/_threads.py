@@ -30,6 +30,9 @@ _REQUEST_LIMIT = 1 << 16
 
 _default_threads = min(_max_threads(), THREAD_CAP)  # set_num_threads changes it
 _in_forked_child = False  # True in a child of os.fork() until set_num_threads is called
+#: The team size of a call with num_threads=None: [get_num_threads()] (a list, so the
+#: call path reads it without a function call).
+DEFAULT = [_default_threads]
 
 
 class ThreadCountError(ValueError, TypeError):
@@ -74,6 +77,7 @@ def set_num_threads(n: int) -> None:
     global _default_threads, _in_forked_child
     _default_threads = _validated(-1 if n is None else n)
     _in_forked_child = False
+    DEFAULT[0] = _default_threads
 
 
 def get_num_threads() -> int:
@@ -113,7 +117,7 @@ def _validated(n) -> int:
 def _resolve(n) -> int:
     """Turn a call's ``num_threads`` into the team size to use."""
     if n is None:
-        return 1 if _in_forked_child else _default_threads
+        return DEFAULT[0]
     if type(n) is int and 1 <= n <= THREAD_CAP:
         return n
     return _validated(n)
@@ -122,6 +126,7 @@ def _resolve(n) -> int:
 def _after_fork_in_child() -> None:
     global _in_forked_child
     _in_forked_child = True
+    DEFAULT[0] = 1
 
 
 if hasattr(os, "register_at_fork"):

@@ -22,6 +22,8 @@ _REDUCTIONS = ("none", "mean", "sum")
 
 def as_array(x, name: str) -> np.ndarray:
     """``np.asarray(x)``, refusing masked arrays (their masks would be silently dropped)."""
+    if type(x) is np.ndarray:
+        return x
     if isinstance(x, np.ma.MaskedArray):
         raise TypeError(
             f"{name} is a masked array; xent does not support masks (they would be "
@@ -106,7 +108,7 @@ def same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
     )
 
 
-def output_for(out, shape: tuple, dtype, *, inplace=(), reads=()):
+def output_for(out, shape: tuple, dtype, inplace=(), reads=()):
     """Where a kernel writes a result the caller may have asked to go to `out`.
 
     One overlap policy for every function, NumPy's ufunc rule: the result is as if
@@ -126,15 +128,22 @@ def output_for(out, shape: tuple, dtype, *, inplace=(), reads=()):
     """
     if out is None:
         return np.empty(shape, dtype=dtype), None, reads
-    check_out(out, shape, dtype)
+    if inplace and out is inplace[0]:  # the documented in-place form: already the right array
+        if not out.flags.writeable:
+            raise ValueError("out must be writable")
+    else:
+        check_out(out, shape, dtype)
     dest = out
     for a in inplace:
-        if np.may_share_memory(out, a) and not same_buffer(out, a):
+        if a is not out and np.may_share_memory(out, a) and not same_buffer(out, a):
             dest = np.empty(shape, dtype=dtype)  # a partial overlap: compute aside
             break
     if dest is out:
-        reads = tuple(None if r is None else r.copy() if np.may_share_memory(out, r) else r
-                      for r in reads)
+        for r in reads:
+            if r is not None and np.may_share_memory(out, r):
+                reads = tuple(None if a is None else a.copy() if np.may_share_memory(out, a)
+                              else a for a in reads)
+                break
     return dest, out, reads
 
 
@@ -285,6 +294,8 @@ def grad_output_rows(grad_output, reduction: str, lead_shape: tuple, dtype):
     either a scalar (applies to every row) and None, or 1.0 and a C-contiguous
     array of shape `lead_shape` in `dtype`.
     """
+    if type(grad_output) is float:
+        return grad_output, None
     g = as_array(grad_output, "grad_output")
     if g.dtype.kind not in "iuf" or g.dtype.kind == "b":
         raise TypeError(f"grad_output must be real, got dtype {g.dtype}")
