@@ -243,10 +243,14 @@ def cross_entropy(
     Notes
     -----
     Per row, ``loss = (m - x[target]) + log1p(sum(exp(x - m)) - 1)`` with ``m``
-    the row's maximum, evaluated in double precision from float32 inputs
-    (exponentials summed in float32 lanes over chunks of 2048 classes, chunks in
-    float64, the maxima's exact ones counted apart), so that the small losses of
-    confident predictions keep their relative accuracy. A ``"mean"``
+    the row's maximum and the maxima's exact ones counted apart from the other
+    exponentials, so that the small losses of confident predictions keep their
+    relative accuracy. For more than 32 classes (and on the scalar SIMD path) the
+    exponentials are summed in the input's precision over chunks of 2048 classes
+    and in float64 across chunks, and the loss is formed in float64; for 32
+    classes or fewer, rows are processed a vector at a time in the input's
+    precision (float32 for float32 logits). Both stay within the documented
+    accuracy (1e-5 relative in float32). A ``"mean"``
     over zero non-ignored targets is NaN, as in PyTorch. A row holding ``+inf``
     or NaN gives NaN, as in PyTorch. Per-row losses and reductions are bitwise
     identical for any number of threads.

@@ -1,23 +1,43 @@
 /*
- * xent_ce.h -- softmax cross-entropy: loss, gradient, or both in one pass per row.
+ * xent_ce.h -- softmax cross-entropy (xent_ce_rows) and NLL (xent_nll_rows):
+ * loss, gradient, or both in one pass per row.
+ *
+ * Strategy: which path of xent_ce_rows serves which call
+ *
+ *   call                                         path                   precision of a row
+ *   -------------------------------------------  ---------------------  -----------------------------
+ *   C <= XENT_SMALL_C (32), class targets,       ce_small_block: XV_N   the input's type in vector
+ *   no softcap, a SIMD path                      rows at once, lanes =  lanes (float32 for float32)
+ *                                                rows, columns in regs
+ *   fewer rows than threads, C > 32, class       ce_rows_split: each    as ce_row, same bits
+ *   targets, no softcap                          row split over the
+ *                                                team by chunks
+ *   separate gradient > XENT_STREAM_MIN_BYTES,   ce_rows_streamed:      as ce_row, same bits
+ *   class targets, no softcap (scratch given)    pipelined, streaming
+ *                                                stores
+ *   everything else: loss only, in place, small  ce_row, one row per    exponentials summed in the
+ *   separate gradients, probability targets,     iteration              input's type per chunk of
+ *   softcap, the scalar path                                            XENT_CHUNK, in double across
+ *                                                                       chunks; loss in double
  *
  * Design
  * - Phase 0 reads only the targets: counts targets outside [0, C) that are not
  *   ignore_index (the call then returns that count and writes nothing at all),
  *   and sums the "mean" denominator sum_i sample_weight_i * weight[t_i] in fixed
- *   blocks, so the gradient scale is known before any gradient is written.
- * - Per row: m = max, s = sum exp(x - m) (float lanes per chunk, double across
- *   chunks) with the exact 1's of the maxima kept out of the lanes, so that
- *   rest = s - 1 is accurate; lse = m + log1p(rest) and the class-target loss
- *   (m - x_t) + log1p(rest) in double, the target's gradient entry in double from
+ *   blocks, so the gradient scale is known before any gradient is written.  The
+ *   row loops check every target again where they use it (xent_class_ok): another
+ *   thread may rewrite the targets during the call.
+ * - Per row: m = max, s = sum exp(x - m) with the exact 1's of the maxima kept out
+ *   of the lanes, so that rest = s - 1 is accurate; lse = m + log1p(rest) and the
+ *   class-target loss (m - x_t) + log1p(rest), the target's gradient entry from
  *   p_t - 1 = -rest / s (confident rows keep their relative accuracy).
  *   Forward-only and fused calls run the very same statistics code, so their
  *   losses are bitwise equal.
  * - Fused gradient: in place (grad == logits), or into a separate buffer of at
- *   most XENT_STREAM_MIN_BYTES (rows_stream_output), the exponentials are kept in
+ *   most XENT_STREAM_MIN_BYTES (xent_stream_output), the exponentials are kept in
  *   the gradient row and rescaled (one exp per element, the row stays in L2); into
- *   a larger separate buffer they are recomputed and written with streaming stores
- *   (no read for ownership of the destination).  Both give the same bits.
+ *   a larger separate buffer they are cached in scratch and written with streaming
+ *   stores (no read for ownership of the destination).  Both give the same bits.
  * - Ignored rows cost the target read and, when a gradient is asked for, a zeroed row.
  * - Per-row losses are written in double and summed after the parallel loop in a
  *   fixed order: results do not depend on the thread count.
@@ -27,7 +47,8 @@
  * and with probability targets q (q' = (1-eps) q + eps/C):
  *   L = sw * [ sum_j w_j q'_j (lse - x_j) + z lse^2 ]
  * with x replaced by cap*tanh(x/cap) when softcap is on (the gradient is then
- * multiplied by 1 - tanh^2, the derivative of the cap).
+ * multiplied by 1 - tanh^2, the derivative of the cap).  The z-loss terms are
+ * skipped when z == 0 (lse^2 may overflow, and 0 * inf is NaN).
  */
 #ifndef XENT_CE_H
 #define XENT_CE_H
