@@ -102,7 +102,8 @@ extensions = [
         "xent._kernels._core",
         sources=sources,
         include_dirs=[str(KERNELS)],
-        depends=[str(p) for p in KERNELS.glob("*.h")] + [str(KERNELS / "xent_kernels.def")],
+        depends=[str(p) for p in sorted(KERNELS.glob("*.h")) + sorted(KERNELS.glob("*.def"))]
+        + [str(KERNELS / "_core.pxd")],
     )
 ]
 
