@@ -101,7 +101,9 @@ def _probe(nts, **env):
 def test_workers_avoid_the_callers_cpu_when_pinning_is_asked_for():
     n_cpu = len(os.sched_getaffinity(0))
     nts = [2, n_cpu + 1, 2]  # the middle team has more threads than CPUs
-    out = _probe(nts, XENT_PIN_THREADS="1")
+    # teams are capped at max(allowed CPUs, OpenMP's default team): an OpenMP default
+    # above the CPU count lets the middle team really be larger than the CPU count
+    out = _probe(nts, XENT_PIN_THREADS="1", OMP_NUM_THREADS=str(n_cpu + 1))
     allowed = out["allowed"]
     first, over, again = out["report"]
     # the caller is never pinned
