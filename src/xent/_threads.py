@@ -25,8 +25,8 @@ def _max_threads() -> int:
 #: Largest team xent starts: the CPUs this process may run on, or OpenMP's default
 #: team size if OMP_NUM_THREADS asks for more.  Larger requests are capped to it.
 THREAD_CAP = max(_usable_cpus(), _max_threads()) if _OPENMP else 1
-#: Requests above this are refused outright (they cannot be meant as thread counts).
-_REQUEST_LIMIT = 1 << 16
+#: Requests above this are refused (the kernels take a C int); others above the cap are capped.
+_REQUEST_LIMIT = (1 << 31) - 1
 
 _default_threads = min(_max_threads(), THREAD_CAP)  # set_num_threads changes it
 _in_forked_child = False  # True in a child of os.fork() until set_num_threads is called
@@ -54,7 +54,7 @@ def set_num_threads(n: int) -> None:
     ------
     ValueError
         If `n` is not a positive integer or -1 (for a non-integer the exception
-        is also a TypeError), or is above 65536.
+        is also a TypeError), or does not fit a C int.
 
     Notes
     -----
@@ -108,8 +108,7 @@ def _validated(n) -> int:
         return min(_max_threads(), THREAD_CAP)
     if not 1 <= n <= _REQUEST_LIMIT:
         raise ValueError(
-            f"num_threads must be a positive integer (at most {_REQUEST_LIMIT}), -1 or None, "
-            f"got {n}"
+            f"num_threads must be a positive integer below 2**31, -1 or None, got {n}"
         )
     return min(n, THREAD_CAP)
 
