@@ -26,6 +26,7 @@ import threading
 import time
 
 import numpy as np
+from helpers import assert_same
 
 import xent
 
@@ -98,15 +99,7 @@ def _step(*what) -> None:
 
 def _equal(got, ref, what: str) -> None:
     """Arrays bitwise (NaN where NaN), NumPy scalars to rounding of their dtype."""
-    got, ref = np.asarray(got), np.asarray(ref)
-    assert got.shape == ref.shape and got.dtype == ref.dtype, (what, got.shape, ref.shape,
-                                                               got.dtype, ref.dtype)
-    if got.ndim == 0:
-        rtol = 1e-6 if got.dtype == np.float32 else 1e-13
-        assert np.isclose(got, ref, rtol=rtol, atol=0, equal_nan=True), (what, got, ref)
-    else:
-        assert np.array_equal(got, ref, equal_nan=True), (
-            what, int(np.sum(~((got == ref) | (np.isnan(got) & np.isnan(ref))))), "differ")
+    assert_same(got, ref, what, rounding=True)
 
 
 # Shapes that take each cross-entropy code path with num_threads=2 (a team starts at

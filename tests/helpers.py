@@ -1,38 +1,47 @@
-"""Shared test helpers: the accuracy contract of API.md as one assertion."""
+"""Shared test helpers: API.md's accuracy contract as one assertion, exact-equality
+checks, SIMD switching, input makers and the PyTorch calls the tests compare with.
+
+The NumPy references live in ``reference.py``; the fixtures in ``conftest.py``.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+import contextlib
 
-#: Relative tolerance per computation dtype (API.md "Accuracy").
-RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+import numpy as np
+import pytest
+
+from xent._kernels import _core
 
 DTYPES = (np.float32, np.float64)
 SIMD_ORDER = ("scalar", "avx2", "avx512")
+REDUCTIONS = ("mean", "sum", "none")
+
+#: API.md "Accuracy": relative tolerance per computation dtype, against a float64
+#: (float32 results) or exact (float64 results) reference; the absolute part of the
+#: tolerance is the same factor times the largest finite magnitude expected.
+RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
 
 def tolerance(dtype) -> float:
     return RTOL[np.dtype(dtype)]
 
 
-def assert_close(actual, expected, dtype=None, *, rtol=None, err_msg=""):
+def assert_close(actual, expected, dtype=None, *, rtol=None, scale=None, err_msg=""):
     """Assert `actual` meets API.md's accuracy contract against `expected`.
 
-    ``|actual - expected| <= rtol * |expected| + rtol * max|expected[finite]|``
-    with ``rtol`` 1e-5 for float32 and 1e-12 for float64 (the absolute part
-    scaled by the largest finite magnitude of the expected array).  NaN
-    positions must match, and infinities must match exactly (value and sign).
-    `dtype` defaults to ``actual.dtype``.
+    ``|actual - expected| <= rtol * |expected| + rtol * scale`` elementwise, with `rtol`
+    from :data:`RTOL` for `dtype` (default: ``actual``'s dtype) and `scale` the largest
+    finite ``|expected|`` unless given (pass the natural scale of an expected value
+    that is exactly 0, or the largest summand of a reduction).  Shapes must be equal,
+    NaN positions must match and infinities must match exactly.
     """
     actual = np.asarray(actual)
     expected = np.asarray(expected)
-    if dtype is None:
-        dtype = actual.dtype
     if rtol is None:
-        rtol = tolerance(dtype)
+        rtol = tolerance(actual.dtype if dtype is None else dtype)
     assert actual.shape == expected.shape, (
-        f"shape mismatch: actual {actual.shape}, expected {expected.shape} {err_msg}"
-    )
+        f"shape mismatch: actual {actual.shape}, expected {expected.shape} {err_msg}")
     a = actual.astype(np.float64)
     e = expected.astype(np.float64)
     nan_a, nan_e = np.isnan(a), np.isnan(e)
@@ -44,9 +53,8 @@ def assert_close(actual, expected, dtype=None, *, rtol=None, err_msg=""):
         idx = np.argwhere((inf_a != inf_e) | (inf_e & (a != e)))[:5].tolist()
         raise AssertionError(f"infinities differ (first at {idx}) {err_msg}")
     fin = np.isfinite(e)
-    if not fin.any():
-        return
-    scale = float(np.max(np.abs(e[fin])))
+    if scale is None:
+        scale = float(np.max(np.abs(e[fin]))) if fin.any() else 0.0
     diff = np.abs(a[fin] - e[fin])
     bound = rtol * np.abs(e[fin]) + rtol * scale
     if not np.all(diff <= bound):
@@ -55,32 +63,63 @@ def assert_close(actual, expected, dtype=None, *, rtol=None, err_msg=""):
         raise AssertionError(
             f"not close at {where}: actual {a[fin][k]!r}, expected {e[fin][k]!r}, "
             f"|diff| {diff[k]:.3e} > bound {bound[k]:.3e} (rtol {rtol}, scale {scale:.3e}) "
-            f"{err_msg}"
-        )
+            f"{err_msg}")
 
 
-def max_ulp_error(actual, expected_ld, dtype) -> float:
-    """Largest error of `actual` in units of the last place of the true result.
-
-    `expected_ld` is the (long double) true value; the ulp is the spacing of
-    `dtype` just below the true value's magnitude (so an error straddling a
-    power of two is not under-counted).  Infinities and NaN are excluded.
-    """
-    dtype = np.dtype(dtype)
-    t = np.abs(np.asarray(expected_ld, dtype=np.longdouble))
-    with np.errstate(over="ignore"):
-        r = t.astype(dtype)  # rounded to the target type (may overflow to inf)
-    ok = np.isfinite(r) & np.isfinite(actual)
-    r, t, a = r[ok], t[ok], np.asarray(actual)[ok]
-    below = np.nextafter(r, dtype.type(0))
-    ulp = np.minimum(np.spacing(r), np.spacing(below))
-    tiny = np.finfo(dtype).smallest_subnormal
-    ulp = np.where(ulp > 0, ulp, tiny).astype(np.longdouble)
-    err = np.abs(a.astype(np.longdouble) - t) / ulp
-    return float(err.max()) if err.size else 0.0
+def assert_same(actual, expected, what="", *, rounding=False):
+    """Same dtype, shape and bits; any NaN matches any NaN (IEEE leaves the sign and
+    payload of a NaN to the operand order).  With ``rounding=True`` a 0-d result (a
+    reduction, whose summation order may legitimately differ) need only agree to a few
+    units of its dtype's rounding."""
+    a, e = np.asarray(actual), np.asarray(expected)
+    assert a.dtype == e.dtype and a.shape == e.shape, (what, a.dtype, e.dtype, a.shape,
+                                                       e.shape)
+    if rounding and a.ndim == 0:
+        rtol = 1e-6 if a.dtype == np.float32 else 1e-13
+        assert np.isclose(a, e, rtol=rtol, atol=0, equal_nan=True), (what, a, e)
+        return
+    nan = np.isnan(a) & np.isnan(e) if a.dtype.kind in "fc" else False
+    differ = np.where(nan, 0, a) != np.where(nan, 0, e)
+    assert np.where(nan, 0, a).tobytes() == np.where(nan, 0, e).tobytes(), (
+        f"{what}: {int(np.sum(differ))} of {a.size} values differ")
 
 
-# ---- input generators shared by the primitive and loss tests ----
+@contextlib.contextmanager
+def use_simd(name):
+    """Run the block on SIMD path `name` (skip if the CPU lacks it), then restore."""
+    if SIMD_ORDER.index(name) > SIMD_ORDER.index(_core.simd_supported()):
+        pytest.skip(f"CPU lacks the {name} path (best: {_core.simd_supported()})")
+    before = _core.simd_active()
+    assert _core.simd_select(name) == name
+    try:
+        yield name
+    finally:
+        _core.simd_select(before)
+
+
+class Arena:
+    """A zeroed, 64-byte aligned byte buffer; arrays are views into it (overlap tests)."""
+
+    def __init__(self, nbytes: int):
+        raw = np.zeros(nbytes + 64, dtype=np.uint8)
+        start = (-raw.ctypes.data) % 64
+        self.buf = raw[start:start + nbytes]
+
+    def at(self, byte_offset: int, shape, dtype) -> np.ndarray:
+        """An array of `shape` and `dtype` starting `byte_offset` bytes into the arena."""
+        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        assert byte_offset + n <= self.buf.size
+        return self.buf[byte_offset:byte_offset + n].view(dtype).reshape(shape)
+
+    def assert_unchanged_outside(self, before: np.ndarray, arr: np.ndarray) -> None:
+        """No byte of the arena outside `arr` differs from the copy `before`."""
+        lo = arr.ctypes.data - self.buf.ctypes.data
+        hi = lo + arr.nbytes
+        assert np.array_equal(self.buf[:lo], before[:lo]), "bytes before `out` changed"
+        assert np.array_equal(self.buf[hi:], before[hi:]), "bytes after `out` changed"
+
+
+# ---------------------------------------------------------------------------- inputs
 
 #: Class counts around every vector width (1/4/8/16 lanes) and chunk boundary.
 N_COLS = (1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 63, 65, 1023, 1025, 2049, 32000)
@@ -109,29 +148,202 @@ def make_logits(rng, shape, dtype, scale=5.0, spread=50.0):
     return x.astype(dtype)
 
 
+def make_targets(rng, shape, c, ignore_index=-100, frac_ignored=0.25):
+    """Random class targets in [0, C) with about `frac_ignored` set to ignore_index."""
+    t = rng.integers(0, c, size=shape)
+    if frac_ignored:
+        t[rng.random(shape) < frac_ignored] = ignore_index
+    return t
+
+
+def make_probs(rng, shape, dtype=np.float64):
+    p = rng.random(shape) + 0.05
+    return (p / p.sum(-1, keepdims=True)).astype(dtype)
+
+
 def special_rows(c, dtype):
     """Rows holding -inf / +inf / NaN at positions in the vector body and the tail."""
     rows = []
     base = np.linspace(-3.0, 3.0, c)
-    idx = sorted({0, c // 2, c - 1})
-    for pos in idx:
+    for pos in sorted({0, c // 2, c - 1}):
         for val in (np.inf, -np.inf, np.nan):
             r = base.copy()
             r[pos] = val
             rows.append(r)
-    rows.append(np.full(c, -np.inf))
-    rows.append(np.full(c, np.inf))
-    rows.append(np.full(c, np.nan))
+    rows += [np.full(c, -np.inf), np.full(c, np.inf), np.full(c, np.nan)]
     r = base.copy()
     r[::2] = -np.inf  # masked vocabulary
     rows.append(r)
-    r = base.copy()
-    r[0], r[-1] = np.inf, -np.inf
-    rows.append(r)
-    r = base.copy()
-    r[0], r[-1] = np.nan, np.inf
-    rows.append(r)
-    r = base.copy()
-    r[0], r[-1] = np.inf, np.inf
-    rows.append(r)
+    for first, last in ((np.inf, -np.inf), (np.nan, np.inf), (np.inf, np.inf)):
+        r = base.copy()
+        r[0], r[-1] = first, last
+        rows.append(r)
     return np.array(rows).astype(dtype)
+
+
+#: Near-certain rows: the target (class 0) is each row's clear maximum, so the loss is
+#: tiny and must keep its relative accuracy (nothing may round a quantity near 1).
+CONFIDENT_ROWS = np.array([[12.0, 0.5, 1.0, -3.0, 2.0],
+                           [9.0, 0.0, 0.25, 1.0, -1.0],
+                           [20.0, 3.0, 2.0, 1.0, 0.0],
+                           [1000.0, 980.0, 979.5, 990.0, 0.0],
+                           [50.0, 20.0, 21.0, -50.0, 49.0]])
+
+
+# ---------------------------------------------------------------------------- oracles
+
+
+def finite_diff(f, x, h=1e-4):
+    """Fourth-order central differences of the scalar function `f` at float64 `x`."""
+    x = np.array(x, dtype=np.float64)
+    g = np.empty_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = h
+        g[i] = (-f(x + 2 * e) + 8 * f(x + e) - 8 * f(x - e) + f(x - 2 * e)) / (12 * h)
+    return g
+
+
+def max_ulp_error(actual, expected_ld, dtype) -> float:
+    """Largest error of `actual` in units of the last place of the true result.
+
+    `expected_ld` is the (long double) true value; the ulp is the spacing of `dtype`
+    just below the true value's magnitude (so an error straddling a power of two is
+    not under-counted).  Infinities and NaN are excluded.
+    """
+    dtype = np.dtype(dtype)
+    e = np.asarray(expected_ld, dtype=np.longdouble)
+    with np.errstate(over="ignore"):
+        r = np.abs(e).astype(dtype)  # rounded to the target type (may overflow to inf)
+    ok = np.isfinite(r) & np.isfinite(actual)
+    r, e, a = r[ok], e[ok], np.asarray(actual)[ok]
+    below = np.nextafter(r, dtype.type(0))
+    ulp = np.minimum(np.spacing(r), np.spacing(below))
+    tiny = np.finfo(dtype).smallest_subnormal
+    ulp = np.where(ulp > 0, ulp, tiny).astype(np.longdouble)
+    err = np.abs(a.astype(np.longdouble) - e) / ulp
+    return float(err.max()) if err.size else 0.0
+
+
+# ---------------------------------------------------------------------------- PyTorch
+
+
+def torch_f64(a, requires_grad=False):
+    """A float64 torch tensor of `a` (the PyTorch side always computes in float64)."""
+    torch = pytest.importorskip("torch")
+    return torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=requires_grad)
+
+
+def backward_numpy(loss, x_t, reduction, grad_output=1.0):
+    """d(sum(loss * grad_output))/dx via autograd, as a float64 NumPy array."""
+    torch = pytest.importorskip("torch")
+    x_t.grad = None
+    go = torch.as_tensor(np.asarray(grad_output, dtype=np.float64))
+    (((loss * go).sum()) if reduction == "none" else loss * go).backward()
+    return x_t.grad.numpy().copy()
+
+
+def _torch_class_loss(fn_name, x, target, grad_output, kw):
+    """torch.nn.functional.`fn_name` in float64 on the (-1, C) view -> (loss, grad)."""
+    torch = pytest.importorskip("torch")
+    x64 = np.asarray(x, dtype=np.float64)
+    c = x64.shape[-1]
+    xt = torch_f64(x64.reshape(-1, c), requires_grad=True)
+    t = np.asarray(target)
+    tt = (torch_f64(t.reshape(-1, c)) if t.dtype.kind == "f"
+          else torch.as_tensor(t.astype(np.int64).reshape(-1)))
+    if kw.get("weight") is not None:
+        kw["weight"] = torch_f64(kw["weight"])
+    loss = getattr(torch.nn.functional, fn_name)(xt, tt, **kw)
+    red = kw.get("reduction", "mean")
+    go = np.asarray(grad_output, dtype=np.float64)
+    grad = backward_numpy(loss, xt, red, go.reshape(-1) if go.ndim else go)
+    lv = loss.detach().numpy()
+    return (lv.reshape(x64.shape[:-1]) if red == "none" else lv), grad.reshape(x64.shape)
+
+
+def torch_ce(logits, target, *, grad_output=1.0, **kw):
+    """F.cross_entropy in float64 on the (-1, C) view -> (loss, grad) as NumPy float64."""
+    return _torch_class_loss("cross_entropy", logits, target, grad_output, kw)
+
+
+def torch_nll(log_probs, target, *, grad_output=1.0, **kw):
+    """F.nll_loss in float64 on the (-1, C) view -> (loss, grad) as NumPy float64."""
+    return _torch_class_loss("nll_loss", log_probs, target, grad_output, kw)
+
+
+def torch_focal(x, t, gamma, alpha, reduction, grad_output=1.0, ignore_index=-100):
+    """Lin et al.'s focal loss written with torch float64 ops, autograd -> (loss, grad)."""
+    torch = pytest.importorskip("torch")
+    c = x.shape[-1]
+    xt = torch_f64(np.reshape(x, (-1, c)), requires_grad=True)
+    tt = torch.as_tensor(np.reshape(t, -1).astype(np.int64))
+    keep = tt != ignore_index
+    idx = torch.where(keep, tt, torch.zeros_like(tt))
+    lpt = torch.log_softmax(xt, -1).gather(1, idx[:, None])[:, 0]
+    if alpha is None or np.ndim(alpha) == 0:
+        a = torch.full_like(lpt, 1.0 if alpha is None else float(alpha))
+    else:
+        a = torch_f64(alpha)[idx]
+    el = torch.where(keep, -a * (1 - lpt.exp()) ** gamma * lpt, torch.zeros_like(lpt))
+    loss = {"none": el, "sum": el.sum()}.get(reduction, el.sum() / keep.sum())
+    go = np.asarray(grad_output, np.float64)
+    g = backward_numpy(loss, xt, reduction, go.reshape(-1) if go.ndim else go)
+    lv = loss.detach().numpy()
+    return (lv.reshape(np.shape(t)) if reduction == "none" else lv), g.reshape(x.shape)
+
+
+def torch_bce_with_logits(x, t, weight, pos_weight, reduction, grad_output=1.0):
+    """F.binary_cross_entropy_with_logits in float64 -> (loss, grad)."""
+    torch = pytest.importorskip("torch")
+    xt = torch_f64(x, requires_grad=True)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        xt, torch_f64(t), weight=None if weight is None else torch_f64(weight),
+        pos_weight=None if pos_weight is None else torch_f64(pos_weight), reduction=reduction)
+    return loss.detach().numpy(), backward_numpy(loss, xt, reduction, grad_output)
+
+
+def torch_bce(p, t, weight, reduction, grad_output=1.0, native=False):
+    """F.binary_cross_entropy in float64 (or the input's own dtype) -> (loss, grad)."""
+    torch = pytest.importorskip("torch")
+    conv = torch.tensor if native else torch_f64
+    pt = conv(p).requires_grad_(True)
+    w = None if weight is None else conv(weight)
+    loss = torch.nn.functional.binary_cross_entropy(pt, conv(t), weight=w, reduction=reduction)
+    return loss.detach().numpy(), backward_numpy(loss, pt, reduction, grad_output)
+
+
+def torch_sigmoid_focal(x, t, alpha, gamma, reduction, grad_output=1.0):
+    """torchvision.ops.sigmoid_focal_loss (verbatim, in float64 torch) -> (loss, grad)."""
+    torch = pytest.importorskip("torch")
+    inputs = torch_f64(x, requires_grad=True)
+    targets = torch_f64(t)
+    p = torch.sigmoid(inputs)
+    ce_loss = torch.nn.functional.binary_cross_entropy_with_logits(inputs, targets,
+                                                                   reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce_loss * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+        loss = alpha_t * loss
+    if reduction == "mean":
+        loss = loss.mean()
+    elif reduction == "sum":
+        loss = loss.sum()
+    return loss.detach().numpy(), backward_numpy(loss, inputs, reduction, grad_output)
+
+
+def torch_kl(s, t, temperature, reduction, grad_output=1.0, native=False):
+    """``F.kl_div(log_softmax(s/T), softmax(t/T)) * T**2``, "batchmean" over the
+    leading axes and "none" summed over the class axis (API.md) -> (loss, grad)."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    c = s.shape[-1]
+    conv = torch.tensor if native else torch_f64
+    st = conv(s).requires_grad_(True)
+    el = F.kl_div(F.log_softmax(st.reshape(-1, c) / temperature, -1),
+                  F.softmax(conv(t).reshape(-1, c) / temperature, -1),
+                  reduction="none") * temperature**2
+    loss = {"none": el.sum(-1).reshape(s.shape[:-1]), "sum": el.sum(), "mean": el.mean(),
+            "batchmean": el.sum() / (s.size // c)}[reduction]
+    return loss.detach().numpy(), backward_numpy(loss, st, reduction, grad_output)
