@@ -471,14 +471,13 @@ def focal_loss(
     Examples
     --------
     >>> import torch
-    >>> import xent
     >>> import xent.torch as xt
     >>> logits = torch.randn(4, 5, requires_grad=True)
     >>> target = torch.tensor([0, 1, 2, 3])
-    >>> if hasattr(xent, "focal_loss"):
-    ...     loss = xt.focal_loss(logits, target, gamma=0.0)
-    ...     ref = torch.nn.functional.cross_entropy(logits, target)
-    ...     assert torch.allclose(loss, ref, atol=1e-6)
+    >>> loss = xt.focal_loss(logits, target, gamma=0.0)
+    >>> ref = torch.nn.functional.cross_entropy(logits, target)
+    >>> bool(torch.allclose(loss, ref, atol=1e-6))
+    True
     """
     lg = _Logits(input, "input", classes_dim1=True)
     t = lg.target(target, soft_ok=False)
@@ -531,13 +530,12 @@ def binary_cross_entropy_with_logits(
     Examples
     --------
     >>> import torch
-    >>> import xent
     >>> import xent.torch as xt
     >>> x = torch.randn(3, 4, requires_grad=True)
     >>> y = torch.rand(3, 4)
-    >>> if hasattr(xent, "binary_cross_entropy_with_logits"):
-    ...     ref = torch.nn.functional.binary_cross_entropy_with_logits(x, y)
-    ...     assert torch.allclose(xt.binary_cross_entropy_with_logits(x, y), ref)
+    >>> ref = torch.nn.functional.binary_cross_entropy_with_logits(x, y)
+    >>> bool(torch.allclose(xt.binary_cross_entropy_with_logits(x, y), ref))
+    True
     """
     if size_average is not None or reduce is not None:
         reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
@@ -587,12 +585,11 @@ def sigmoid_focal_loss(
     Examples
     --------
     >>> import torch
-    >>> import xent
     >>> import xent.torch as xt
     >>> x = torch.randn(3, 4, requires_grad=True)
     >>> y = (torch.rand(3, 4) > 0.5).float()
-    >>> if hasattr(xent, "sigmoid_focal_loss"):
-    ...     assert xt.sigmoid_focal_loss(x, y).shape == (3, 4)
+    >>> xt.sigmoid_focal_loss(x, y).shape
+    torch.Size([3, 4])
     """
     lg = _Logits(inputs, "inputs", classes_dim1=False)
     t = lg.target(targets, "targets", soft_ok=True)
