@@ -30,16 +30,18 @@ def tolerance(dtype) -> float:
 def assert_close(actual, expected, dtype=None, *, rtol=None, scale=None, err_msg=""):
     """Assert `actual` meets API.md's accuracy contract against `expected`.
 
-    ``|actual - expected| <= rtol * |expected| + rtol * scale`` elementwise, with `rtol`
-    from :data:`RTOL` for `dtype` (default: ``actual``'s dtype) and `scale` the largest
-    finite ``|expected|`` unless given (pass the natural scale of an expected value
-    that is exactly 0, or the largest summand of a reduction).  Shapes must be equal,
-    NaN positions must match and infinities must match exactly.
+    ``|actual - expected| <= rtol * |expected| + max(rtol * scale, tiny)`` elementwise,
+    with `rtol` from :data:`RTOL` for `dtype` (default: ``actual``'s dtype), `scale` the
+    largest finite ``|expected|`` unless given (pass the natural scale of an expected
+    value that is exactly 0, or the largest summand of a reduction) and `tiny` the
+    dtype's smallest normal number (a smaller result may underflow to 0).  Shapes must
+    be equal, NaN positions must match and infinities must match exactly.
     """
     actual = np.asarray(actual)
     expected = np.asarray(expected)
+    dtype = np.dtype(actual.dtype if dtype is None else dtype)
     if rtol is None:
-        rtol = tolerance(actual.dtype if dtype is None else dtype)
+        rtol = tolerance(dtype)
     assert actual.shape == expected.shape, (
         f"shape mismatch: actual {actual.shape}, expected {expected.shape} {err_msg}")
     a = actual.astype(np.float64)
@@ -56,7 +58,8 @@ def assert_close(actual, expected, dtype=None, *, rtol=None, scale=None, err_msg
     if scale is None:
         scale = float(np.max(np.abs(e[fin]))) if fin.any() else 0.0
     diff = np.abs(a[fin] - e[fin])
-    bound = rtol * np.abs(e[fin]) + rtol * scale
+    tiny = np.finfo(dtype).tiny if dtype.kind == "f" else 0.0
+    bound = rtol * np.abs(e[fin]) + max(rtol * scale, tiny)
     if not np.all(diff <= bound):
         k = int(np.argmax(diff - bound))
         where = np.argwhere(fin)[k].tolist()
