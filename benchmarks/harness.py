@@ -25,6 +25,7 @@ class Prepared:
 
     call: Call
     compile_ms: float | None
+    checked_s: list  # seconds of the check's call (a first warm-up call), if any
 
 
 def usable(providers: list, notices: list) -> list:
@@ -39,27 +40,31 @@ def usable(providers: list, notices: list) -> list:
     return out
 
 
-def check(provider: Provider, case: Case, call: Call, exp: Expected) -> None:
-    """Run `call` once and compare its outputs with `exp`; raise CheckFailed if they differ."""
+def check(provider: Provider, case: Case, call: Call, exp: Expected) -> list:
+    """Run `call` once and compare its outputs with `exp`; raise CheckFailed if they differ.
+
+    Returns the seconds the call took (none for an unchecked yardstick).
+    """
     if call.outputs is None:
         if provider.kind == "impl":
             raise CheckFailed(f"{provider.name}: its Call has no outputs to check")
-        return
+        return []
     if call.restore:
         call.restore()
-    why = compare(case, call.outputs(call.run()), exp)
+    out, seconds = time_once(call.run)
+    why = compare(case, call.outputs(out), exp)
     if why:
         raise CheckFailed(f"{provider.name} disagrees with the reference: {why}")
+    return [seconds]
 
 
 def prepare(provider: Provider, case: Case, data: Data, exp: Expected | None) -> Prepared:
     """Set threads, prepare, compile (timed alone) and check one provider's call."""
     provider.set_threads(case.n_threads)
     call = provider.prepare(case, data)
-    compile_ms = time_once(call.compile) if call.compile else None
-    if exp is not None:
-        check(provider, case, call, exp)
-    return Prepared(call, compile_ms)
+    compile_ms = time_once(call.compile)[1] * 1e3 if call.compile else None
+    checked_s = check(provider, case, call, exp) if exp is not None else []
+    return Prepared(call, compile_ms, checked_s)
 
 
 def run_case(case: Case, providers: list, st: Settings, checked: bool = True) -> dict:
@@ -82,7 +87,8 @@ def run_case(case: Case, providers: list, st: Settings, checked: bool = True) ->
             skipped.append({"provider": p.name, "reason": str(exc)})
         except Exception as exc:  # one provider's failure is reported, not fatal
             skipped.append({"provider": p.name, "reason": f"{type(exc).__name__}: {exc}"})
-    timings = measure({n: r.call for n, r in ready.items()}, st) if ready else {}
+    calls = {n: r.call for n, r in ready.items()}
+    timings = measure(calls, st, {n: r.checked_s for n, r in ready.items()}) if ready else {}
     result = {
         "id": case.id,
         "timings": {n: asdict(t) for n, t in timings.items()},

@@ -75,16 +75,23 @@ def _call_once(call, pause: float) -> float:
     return time.perf_counter() - t0
 
 
-def settle(call, st: Settings) -> None:
-    """Warm-up calls until two in a row agree within SETTLE_RATIO, or a cap is reached."""
-    times: list = []
+def _settled(times: list, st: Settings, start: float) -> bool:
+    if not times:
+        return False
+    if len(times) >= max(1, st.settle_calls) or time.perf_counter() - start >= st.settle_cap_s:
+        return True
+    return len(times) >= 2 and max(times[-2:]) <= SETTLE_RATIO * min(times[-2:])
+
+
+def settle(call, st: Settings, times: list | None = None) -> None:
+    """Warm-up calls until two in a row agree within SETTLE_RATIO, or a cap is reached.
+
+    `times` are the seconds of calls already made (the correctness check's call).
+    """
+    times = list(times or [])
     start = time.perf_counter()
-    while True:
+    while not _settled(times, st, start):
         times.append(_call_once(call, st.pause_s))
-        if len(times) >= max(1, st.settle_calls) or time.perf_counter() - start >= st.settle_cap_s:
-            return
-        if len(times) >= 2 and max(times[-2:]) <= SETTLE_RATIO * min(times[-2:]):
-            return
 
 
 def block_size(call, st: Settings) -> int:
@@ -114,12 +121,15 @@ def _summary(samples: list, inner: int) -> Timing:
     return Timing(float(p50), float(p20), float(p80), float(ms.min()), len(samples), inner)
 
 
-def measure(calls: dict, st: Settings) -> dict:
-    """Time every ``Call`` of `calls` (name -> Call) in alternation; return name -> Timing."""
+def measure(calls: dict, st: Settings, warm: dict | None = None) -> dict:
+    """Time every ``Call`` of `calls` (name -> Call) in alternation; return name -> Timing.
+
+    `warm` maps a name to the seconds of calls made before (they count as warm-up).
+    """
     names = list(calls)
     inner = {}
     for name in names:
-        settle(calls[name], st)
+        settle(calls[name], st, (warm or {}).get(name))
         inner[name] = block_size(calls[name], st)
     samples: dict = {name: [] for name in names}
     start, timed, rep = time.perf_counter(), 0.0, 0
@@ -136,8 +146,8 @@ def measure(calls: dict, st: Settings) -> dict:
     return {name: _summary(samples[name], inner[name]) for name in names}
 
 
-def time_once(fn) -> float:
-    """Milliseconds one call of `fn` took (the compile step)."""
+def time_once(fn) -> tuple:
+    """(result, seconds) of one call of `fn`."""
     t0 = time.perf_counter()
-    fn()
-    return (time.perf_counter() - t0) * 1e3
+    out = fn()
+    return out, time.perf_counter() - t0

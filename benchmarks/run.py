@@ -168,12 +168,17 @@ def _merge(parts: list) -> dict:
     return out
 
 
-def _run_pass(args, label: str, tuned: bool, mixing: bool) -> dict:
-    cases = select(build_cases(args.scale), args.only)
-    groups = isolation.plan(cases, args.scale)
-    base = {"scale": args.scale, "only": args.only, "label": label,
+def _config(args, label: str, mixing: bool) -> dict:
+    """A worker's configuration: the main pass, or the default-env pass of PyTorch & co."""
+    return {"scale": args.scale, "only": args.only, "label": label, "mixing": mixing,
             "pass": "main" if label == "main" else "default",
             "providers": args.providers.split(",") if args.providers else None}
+
+
+def _run_pass(args, label: str, tuned: bool, mixing: bool) -> dict:
+    """One pass in worker processes (big inputs each in their own in full mode)."""
+    groups = isolation.plan(select(build_cases(args.scale), args.only), args.scale)
+    base = _config(args, label, False)
     return _merge([isolation.spawn(dict(base, case_ids=ids, mixing=mixing and k == len(groups)),
                                    tuned) for k, ids in enumerate(groups, 1)])
 
@@ -182,10 +187,7 @@ def run_passes(args) -> tuple:
     """(main pass, default-env pass or None), in workers or in this process."""
     mixing = not args.no_mixing
     if args.in_process:
-        config = {"scale": args.scale, "only": args.only, "label": "main", "pass": "main",
-                  "mixing": mixing,
-                  "providers": args.providers.split(",") if args.providers else None}
-        return worker(config), None
+        return worker(_config(args, "main", mixing)), None
     tuned = not args.no_malloc_tuning
     main = _run_pass(args, "main", tuned, mixing)
     default = None

@@ -111,24 +111,28 @@ def test_measure_restores_before_every_call():
     assert all(t.min_ms <= t.p20_ms <= t.median_ms <= t.p80_ms for t in res.values())
 
 
-def _scripted(durations):
-    """A Call whose successive runs last the given times (then the last one)."""
+def _scripted(monkeypatch, durations):
+    """Make every warm-up call 'last' the next of `durations` (then the last one)."""
     calls = []
 
-    def run():
+    def call_once(call, pause):
         calls.append(1)
-        time.sleep(durations[min(len(calls), len(durations)) - 1])
+        return durations[min(len(calls), len(durations)) - 1]
 
-    return Call(run), calls
+    monkeypatch.setattr(measure, "_call_once", call_once)
+    return calls
 
 
-def test_settle_warms_up_until_two_calls_agree():
-    st = dataclasses.replace(measure.SETTINGS["quick"], pause_s=0.0)
-    call, calls = _scripted([0.1, 0.25, 0.15, 0.02, 0.02, 0.02])
-    measure.settle(call, st)
+def test_settle_warms_up_until_two_calls_agree(monkeypatch):
+    st = measure.SETTINGS["quick"]
+    calls = _scripted(monkeypatch, [0.1, 0.25, 0.15, 0.02, 0.02, 0.02])
+    measure.settle(Call(lambda: None), st)
     assert len(calls) == 5
-    call, calls = _scripted([0.01, 0.03] * 20)
-    measure.settle(call, dataclasses.replace(st, settle_calls=4, settle_cap_s=60.0))
+    calls = _scripted(monkeypatch, [0.02])
+    measure.settle(Call(lambda: None), st, times=[0.021])  # the check's call counts
+    assert len(calls) == 1
+    calls = _scripted(monkeypatch, [0.01, 0.03] * 20)
+    measure.settle(Call(lambda: None), dataclasses.replace(st, settle_calls=4))
     assert len(calls) == 4
 
 
