@@ -21,6 +21,7 @@ import json
 import sys
 
 YARDSTICKS = ("copy", "read")
+SCHEMA_VERSION = 2  # the results this script reads (schema.py)
 _NUMERIC = ("n_rows", "n_cols", "n_threads", "median_ms", "p20_ms", "p80_ms", "min_ms",
             "compile_ms", "xent_speedup", "time_vs_copy", "time_vs_read", "gbps")
 
@@ -43,7 +44,11 @@ def load(paths: list) -> list:
                 rows += [{k: _number(v) if k in _NUMERIC else v for k, v in r.items()}
                          for r in csv.DictReader(fh)]
             else:
-                rows += json.load(fh)["rows"]
+                doc = json.load(fh)
+                if doc.get("schema_version") != SCHEMA_VERSION:
+                    raise ValueError(f"{path}: results schema {doc.get('schema_version', 1)}, "
+                                     f"this report reads schema {SCHEMA_VERSION}")
+                rows += doc["rows"]
     return rows
 
 

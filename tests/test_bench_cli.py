@@ -175,6 +175,7 @@ def test_report_text_pivots_rows():
     assert cells["vs torch"] == "3.00x" and cells["xent/copy"] == "2.00"
     assert cells["xent/read"] == "-" and cells["simd"] == "avx2"
     assert schema.finite({"a": [float("inf"), np.float32(1.0)]}) == {"a": [None, 1.0]}
+    assert report.SCHEMA_VERSION == schema.SCHEMA_VERSION
 
 
 def test_plot_writes_png(tmp_path):
