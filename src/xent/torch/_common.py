@@ -115,15 +115,18 @@ def to_numpy(t):
     """A NumPy view of a constant tensor argument (float32 copy for bfloat16), or None."""
     if t is None:
         return None
-    t = t.detach()
+    if t.requires_grad:
+        t = t.detach()
     if t.dtype == torch.bfloat16:  # NumPy has no bfloat16
         t = t.to(torch.float32)
-    return t.resolve_conj().resolve_neg().numpy()
+    if t.is_neg():
+        t = t.resolve_neg()
+    return t.numpy()
 
 
 def loss_tensor(loss, dtype: torch.dtype) -> torch.Tensor:
     """A NumPy loss (scalar or array) as a tensor of `dtype`."""
-    t = torch.from_numpy(np.asarray(loss))
+    t = torch.from_numpy(loss if type(loss) is np.ndarray else np.asarray(loss))
     return t if t.dtype == dtype else t.to(dtype)
 
 

@@ -109,20 +109,24 @@ class Kind:
     def raise_value_error(self, exc, x, target, opts) -> None:
         """Raise PyTorch's error for a bad value the kernel found (default: none)."""
 
-    def kernel(self, x, target, w1, w2, opts, out=None):
-        """Run xent on a contiguous float32/float64 input; the gradient goes to `out`."""
+    def kernel(self, x, target, w1, w2, opts, *, grad: bool = False, in_place: bool = False):
+        """``(loss, gradient or None)`` of a contiguous float32/float64 input.
+
+        With `in_place` the gradient overwrites `x` (``out=`` the input's own array);
+        otherwise xent allocates it: with default options on a canonical call that
+        is the NumPy API's lean path, which a separate ``out=`` array would skip.
+        """
         args, kwargs = self.numpy_args(target, w1, w2, opts)
-        xn = x.detach().numpy()
+        xn = (x.detach() if x.requires_grad else x).numpy()
         try:
-            if out is None:
-                loss = getattr(xent, self.name)(xn, *args, **kwargs)
-            else:
-                loss, _ = getattr(xent, self.name + "_and_grad")(
-                    xn, *args, **kwargs, out=out.detach().numpy())
+            if not grad:
+                return loss_tensor(getattr(xent, self.name)(xn, *args, **kwargs), x.dtype), None
+            fn = getattr(xent, self.name + "_and_grad")
+            loss, g = fn(xn, *args, **kwargs, out=xn) if in_place else fn(xn, *args, **kwargs)
         except (IndexError, ValueError) as exc:
             self.raise_value_error(exc, x, target, opts)
             raise
-        return loss_tensor(loss, x.dtype), out
+        return loss_tensor(loss, x.dtype), (x if in_place else torch.from_numpy(g))
 
     # ---------------------------------------------------------- second order
     def keeps_input(self, opts) -> bool:
@@ -165,8 +169,7 @@ class Kind:
 def fused_call(kind: Kind, x, target, w1, w2, opts):
     """``(loss, G)`` with G in a new buffer (the private copy of `x`, if one is made)."""
     xc, copied = as_compute(x)
-    out = xc if copied else torch.empty_like(xc)
-    return kind.kernel(xc, target, w1, w2, opts, out)
+    return kind.kernel(xc, target, w1, w2, opts, grad=True, in_place=copied)
 
 
 def loss_call(kind: Kind, x, target, w1, w2, opts) -> torch.Tensor:
@@ -205,22 +208,20 @@ def _keep_graph() -> bool:
 
 def _scaled(kind: Kind, g: torch.Tensor, go: torch.Tensor, may_reuse: bool) -> torch.Tensor:
     """``go * G``; in place in G when nothing else can see G afterwards."""
-    gob = kind.expand(go)
-    if not (may_reuse and not torch.is_grad_enabled() and has_storage(go)
+    if not (may_reuse and not torch.is_grad_enabled() and not _functorch_active(go)
             and not _keep_graph()):
-        return g * gob  # create_graph, retain_graph or torch.func: G stays intact
+        return g * kind.expand(go)  # create_graph, retain_graph or torch.func: G intact
     if go.dim() == 0:
-        s = float(go)
+        s = go.item()
         return g if s == 1.0 else g.mul_(s)
-    return g.mul_(gob)
+    return g.mul_(kind.expand(go))
 
 
 def backward_core(ctx, gloss, gg, *, eager: bool):
     """Gradients for (input, target) from the loss's and G's cotangents."""
-    g, x, target, w1, w2 = ctx.saved_tensors
-    sv = Saved(g, x, target, w1, w2, ctx.opts)
-    kind = ctx.kind
     need_x, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    sv = _saved(ctx, check=gg is not None or need_t)
+    kind = ctx.kind
     dx = dt = None
     if gg is not None:
         hx, ht = kind.hvp(sv, gg)
@@ -229,17 +230,64 @@ def backward_core(ctx, gloss, gg, *, eager: bool):
         if need_t:
             dt = _add(dt, kind.target_grad(sv) * kind.expand(gloss))
         if need_x:
-            dx = _add(dx, _scaled(kind, g, gloss, eager and gg is None))
+            dx = _add(dx, _scaled(kind, sv.g, gloss, eager and gg is None))
     if dx is not None and dx.dtype != ctx.x_dtype:
         dx = dx.to(ctx.x_dtype)  # half input: rounded once, after scaling
     return dx, dt
 
 
-def _setup(ctx, kind: Kind, x, target, w1, w2, opts, g, keep_x: bool) -> tuple:
+def jvp_core(ctx, x_t, target_t, w_t: bool):
+    """Tangents of (loss, G) along the input's and the target's tangents."""
+    if w_t:
+        raise RuntimeError(f"xent.torch.{ctx.kind.name}: weights are constants "
+                           f"(forward-mode AD with respect to them is not implemented)")
+    sv = _saved(ctx, check=True)
+    kind, g, loss_t, g_t = ctx.kind, sv.g, None, None
+    if x_t is not None:
+        u = x_t.to(g.dtype)
+        loss_t, g_t = kind.reduce(ctx.opts, g * u), kind.hvp(sv, u)[0]
+    if target_t is not None and kind.target_differentiable:
+        loss_t = _add(loss_t, kind.reduce(ctx.opts, kind.target_grad(sv) * target_t))
+        g_t = _add(g_t, kind.target_jvp(sv, target_t))
+    if g_t is None:  # a linear loss (nll_loss); PyTorch wants a tensor here
+        g_t = torch.zeros_like(g)
+    return loss_t, g_t
+
+
+def _store(ctx, kind: Kind, opts, x, target, w1, w2, g, keep_x: bool, *,
+           consts_on_ctx: bool) -> tuple:
+    """Save what backward and jvp need: G, the input if kept, the constants.
+
+    Returns the saved tensors (for ``save_for_forward``).
+    """
     ctx.kind, ctx.opts, ctx.x_dtype = kind, opts, x.dtype
-    saved = (g, x if keep_x else None, target, w1, w2)
+    xk = x if keep_x else None
+    if consts_on_ctx:
+        # Eager: the (small) constants stay on ctx, so a backward unpacks fewer saved
+        # tensors; their versions are checked when second-order terms read them.
+        ctx.consts = (target, w1, w2)
+        ctx.versions = tuple(None if t is None else t._version for t in ctx.consts)
+        saved = (g, xk)
+    else:
+        ctx.consts = None
+        saved = (g, xk, target, w1, w2)
     ctx.save_for_backward(*saved)
     return saved
+
+
+def _saved(ctx, check: bool) -> Saved:
+    saved = ctx.saved_tensors
+    if ctx.consts is None:
+        return Saved(*saved, ctx.opts)
+    if check:
+        for t, v in zip(ctx.consts, ctx.versions):
+            if t is not None and t._version != v:
+                raise RuntimeError(
+                    f"one of the variables needed for gradient computation has been modified "
+                    f"by an inplace operation: a target or weight of "
+                    f"xent.torch.{ctx.kind.name} is at version {t._version}; expected "
+                    f"version {v} instead.")
+    return Saved(saved[0], saved[1], *ctx.consts, ctx.opts)
 
 
 # ------------------------------------------------------------------ autograd.Function
@@ -252,51 +300,44 @@ class _Flags(NamedTuple):
     forward_ad: bool  # a forward-mode tangent is attached: save for jvp
 
 
-class _FusedBase(torch.autograd.Function):
-    """backward and jvp shared by the eager and the torch.func variants."""
+class _Call(NamedTuple):
+    """The non-differentiable arguments of one eager call."""
 
-    @staticmethod
-    def backward(ctx, gloss, gg):
-        dx, dt = backward_core(ctx, gloss, gg, eager=True)
-        return dx, dt, None, None, None, None, None
-
-    @staticmethod
-    def jvp(ctx, x_t, target_t, w1_t, w2_t, _kind, _opts, _flags):
-        if w1_t is not None or w2_t is not None:
-            raise RuntimeError(f"xent.torch.{ctx.kind.name}: weights are constants "
-                               f"(forward-mode AD with respect to them is not implemented)")
-        g, x, target, w1, w2 = ctx.saved_tensors
-        sv = Saved(g, x, target, w1, w2, ctx.opts)
-        kind, loss_t, g_t = ctx.kind, None, None
-        if x_t is not None:
-            u = x_t.to(g.dtype)
-            loss_t, g_t = kind.reduce(ctx.opts, g * u), kind.hvp(sv, u)[0]
-        if target_t is not None and kind.target_differentiable:
-            loss_t = _add(loss_t, kind.reduce(ctx.opts, kind.target_grad(sv) * target_t))
-            g_t = _add(g_t, kind.target_jvp(sv, target_t))
-        if g_t is None:  # a linear loss (nll_loss); PyTorch wants a tensor here
-            g_t = torch.zeros_like(g)
-        return loss_t, g_t
+    kind: Kind
+    opts: Any
+    flags: _Flags | None
+    w1: torch.Tensor | None
+    w2: torch.Tensor | None
 
 
-class _Fused(_FusedBase):
+class _Fused(torch.autograd.Function):
     """Eager mode: forward -> (loss, G); see the module docstring.
 
-    The ctx-style forward: the setup_context style costs an ``inspect.signature``
-    per call in ``Function.apply`` (measured ~100 us), too much for a per-token call.
+    Three arguments and the ctx-style forward: ``Function.apply``'s cost grows with the
+    argument count, and the setup_context style adds an ``inspect.signature`` per call
+    (measured ~100 us), too much for a per-token call.
     """
 
     @staticmethod
-    def forward(ctx, x, target, w1, w2, kind, opts, flags):
-        loss, g = fused_call(kind, x, target, w1, w2, opts)
+    def forward(ctx, x, target, call):
+        loss, g = fused_call(call.kind, x, target, call.w1, call.w2, call.opts)
         ctx.set_materialize_grads(False)
-        saved = _setup(ctx, kind, x, target, w1, w2, opts, g, flags.keep_x)
-        if flags.forward_ad:
+        saved = _store(ctx, call.kind, call.opts, x, target, call.w1, call.w2, g,
+                       call.flags.keep_x, consts_on_ctx=True)
+        if call.flags.forward_ad:
             ctx.save_for_forward(*saved)
         return loss, g
 
+    @staticmethod
+    def backward(ctx, gloss, gg):
+        return (*backward_core(ctx, gloss, gg, eager=True), None)
 
-class _FusedFunc(_FusedBase):
+    @staticmethod
+    def jvp(ctx, x_t, target_t, _call):
+        return jvp_core(ctx, x_t, target_t, False)
+
+
+class _FusedFunc(torch.autograd.Function):
     """Under torch.func transforms (which need setup_context and a vmap rule)."""
 
     @staticmethod
@@ -307,8 +348,16 @@ class _FusedFunc(_FusedBase):
     def setup_context(ctx, inputs, output):
         x, target, w1, w2, kind, opts, flags = inputs
         ctx.set_materialize_grads(False)
-        ctx.save_for_forward(*_setup(ctx, kind, x, target, w1, w2, opts, output[1],
-                                     flags.keep_x))
+        ctx.save_for_forward(*_store(ctx, kind, opts, x, target, w1, w2, output[1],
+                                     flags.keep_x, consts_on_ctx=False))
+
+    @staticmethod
+    def backward(ctx, gloss, gg):
+        return (*backward_core(ctx, gloss, gg, eager=True),) + (None,) * 5
+
+    @staticmethod
+    def jvp(ctx, x_t, target_t, w1_t, w2_t, _kind, _opts, _flags):
+        return jvp_core(ctx, x_t, target_t, w1_t is not None or w2_t is not None)
 
     @staticmethod
     def vmap(info, in_dims, x, target, w1, w2, kind, opts, flags):
@@ -367,8 +416,9 @@ class _FusedInPlace(torch.autograd.Function):
     """forward writes G into the input's storage; backward scales it there."""
 
     @staticmethod
-    def forward(ctx, x, target, w1, w2, kind, opts):
-        loss, g = kind.kernel(x, target, w1, w2, opts, out=x)
+    def forward(ctx, x, target, call):
+        kind, opts = call.kind, call.opts
+        loss, g = kind.kernel(x, target, call.w1, call.w2, opts, grad=True, in_place=True)
         ctx.writes = _record_write(x)  # every node that saved x now fails loudly
         ctx.version, ctx.count = x._version, ctx.writes.count
         ctx.g, ctx.kind, ctx.opts, ctx.x_dtype = g.detach(), kind, opts, x.dtype
@@ -392,7 +442,7 @@ class _FusedInPlace(torch.autograd.Function):
         dx = _scaled(ctx.kind, g, gloss, may_reuse=True)
         if g._version != before:
             _record_write(g, ctx.writes, bump=False)
-        return dx, None, None, None, None, None
+        return dx, None, None
 
 
 def check_inplace(x: torch.Tensor, name: str) -> None:
@@ -483,7 +533,8 @@ def _define_ops(kind: Kind) -> None:
     def _op_setup(ctx, inputs, output):
         x, target, w1, w2, opts = _op_split(kind, inputs)
         ctx.mark_non_differentiable(output[1])  # no double backward under torch.compile
-        _setup(ctx, kind, x, target, w1, w2, opts, output[1], _keeps_x(kind, opts, target))
+        _store(ctx, kind, opts, x, target, w1, w2, output[1], _keeps_x(kind, opts, target),
+               consts_on_ctx=False)
 
     def _op_backward(ctx, gloss, _gg):
         dx, dt = backward_core(ctx, gloss, None, eager=False)
@@ -537,7 +588,9 @@ def run_loss(kind: Kind, x, target, w1=None, w2=None, *, opts, inplace: bool = F
         return loss_call(kind, x, target, w1, w2, opts)  # no gradient work at all
     if inplace and _inplace_applies(kind, x, target):
         check_inplace(x, "input")
-        return kind.inplace_function.apply(x, target, w1, w2, kind, opts)
-    fn = kind.func_function if _functorch_active(x, target) else kind.function
-    flags = _Flags(_keeps_x(kind, opts, target), has_tangent(x) or has_tangent(target))
-    return fn.apply(x, target, w1, w2, kind, opts, flags)[0]
+        return kind.inplace_function.apply(x, target, _Call(kind, opts, None, w1, w2))
+    tangent = has_tangent(x) or (target.dtype.is_floating_point and has_tangent(target))
+    flags = _Flags(_keeps_x(kind, opts, target), tangent)
+    if _functorch_active(x, target):
+        return kind.func_function.apply(x, target, w1, w2, kind, opts, flags)[0]
+    return kind.function.apply(x, target, _Call(kind, opts, flags, w1, w2))[0]
