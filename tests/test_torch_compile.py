@@ -5,10 +5,12 @@ Dynamo cannot trace a call.  The default runs use the ``aot_eager`` backend
 (Dynamo + AOTAutograd with the ops' fake implementations and autograd
 formulas, no code generation): the compiled step runs exactly the eager
 kernels, so gradients must be bitwise equal.  The Inductor runs (C++ code
-generation, tens of seconds) are marked ``slow``.
+generation, tens of seconds) are ``slow``: ``XENT_RUN_SLOW=1`` runs them.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -22,8 +24,10 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch.jit.script:DeprecationWarning"),
 ]
 
+_SLOW = [pytest.mark.slow, pytest.mark.skipif(os.environ.get("XENT_RUN_SLOW") != "1",
+                                               reason="slow; set XENT_RUN_SLOW=1 to run")]
 BACKENDS = [pytest.param("aot_eager", id="aot_eager"),
-            pytest.param("inductor", id="inductor", marks=pytest.mark.slow)]
+            pytest.param("inductor", id="inductor", marks=_SLOW)]
 
 
 @pytest.fixture(autouse=True)

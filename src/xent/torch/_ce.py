@@ -7,7 +7,13 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ._common import check_floating, check_not_differentiable, check_tensor, reduction_arg
+from ._common import (
+    check_floating,
+    check_not_differentiable,
+    check_tensor,
+    compute_dtype,
+    reduction_arg,
+)
 from ._common import to_numpy as _np
 from ._engine import Kind, Saved, register, run_loss
 from ._layout import (
@@ -339,34 +345,31 @@ def cross_entropy(
     _check_input(input, "cross_entropy")
     check_tensor(target, "target")
     _check_smoothing(label_smoothing)
-    out_dtype = input.dtype
     if target.dtype.is_floating_point:
         if ignore_index != -100:
             raise RuntimeError("ignore_index is not supported for floating point target")
-        out_dtype = torch.promote_types(input.dtype, target.dtype)
-        input = input.to(out_dtype)
+        input = input.to(torch.promote_types(input.dtype, target.dtype))  # as PyTorch
     if input.dim() == 0:
         raise RuntimeError("cross_entropy: input must have a class dimension: shape (C,), "
                            "(N, C) or (N, C, d1, ...); got a 0-d tensor")
     if n_classes(input) == 0:  # nothing to compute: PyTorch's own result (NaN, 0 or empty)
         return F.cross_entropy(input, target, weight, ignore_index=ignore_index,
                                reduction=reduction, label_smoothing=label_smoothing)
-    x = classes_last(input)
-    cdt = _compute(x.dtype)
-    if target.dtype.is_floating_point:
-        t = prob_target(input, target, cdt)
-        w = class_weight(weight, input, "cross_entropy", cdt, strict_dtype=False)
-    else:
-        t = class_target(input, target)
-        w = class_weight(weight, input, "nll_loss_forward", cdt)
+    t, w = _ce_target_weight(input, target, weight)
     opts = CEOptions(int(ignore_index), reduction, float(label_smoothing), float(z_loss),
                      None if softcap is None else float(softcap), num_threads)
-    loss = run_loss(CROSS_ENTROPY, x, t, w, opts=opts, inplace=inplace_backward)
-    return _finish(loss, input, reduction, out_dtype)
+    loss = run_loss(CROSS_ENTROPY, classes_last(input), t, w, opts=opts,
+                    inplace=inplace_backward)
+    return _finish(loss, input, reduction, input.dtype)
 
 
-def _compute(dtype: torch.dtype) -> torch.dtype:
-    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+def _ce_target_weight(input: torch.Tensor, target: torch.Tensor, weight):
+    """The target (indices or probabilities) and the weights in the kernels' layout."""
+    cdt = compute_dtype(input.dtype)
+    if target.dtype.is_floating_point:
+        return (prob_target(input, target, cdt),
+                class_weight(weight, input, "cross_entropy", cdt, strict_dtype=False))
+    return class_target(input, target), class_weight(weight, input, "nll_loss_forward", cdt)
 
 
 def nll_loss(
@@ -433,7 +436,7 @@ def nll_loss(
         raise ValueError("Expected 1 or more dimensions (got 0)")
     t = class_target(input, target)
     x = classes_last(input)
-    w = class_weight(weight, input, "nll_loss_forward", _compute(x.dtype))
+    w = class_weight(weight, input, "nll_loss_forward", compute_dtype(x.dtype))
     if n_classes(input) == 0:
         return F.nll_loss(input, target, weight, ignore_index=ignore_index, reduction=reduction)
     opts = NLLOptions(int(ignore_index), reduction, num_threads)
@@ -503,7 +506,7 @@ def focal_loss(
     alpha_w = None
     if isinstance(alpha, torch.Tensor):
         check_not_differentiable(alpha, "focal_loss", "alpha")
-        alpha_w = alpha.detach().to(_compute(x.dtype))
+        alpha_w = alpha.detach().to(compute_dtype(x.dtype))
         alpha = None
     opts = FocalOptions(float(gamma), None if alpha is None else float(alpha),
                         int(ignore_index), reduction, num_threads)

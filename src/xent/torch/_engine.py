@@ -196,7 +196,7 @@ def _add(a, b):
     return a if b is None else a + b
 
 
-def _functorch_active(*tensors) -> bool:
+def functorch_active(*tensors) -> bool:
     if _FUNCTORCH_QUERY is not None:
         return bool(_FUNCTORCH_QUERY())
     return any(t is not None and not has_storage(t) for t in tensors)  # pragma: no cover
@@ -208,7 +208,7 @@ def _keep_graph() -> bool:
 
 def _scaled(kind: Kind, g: torch.Tensor, go: torch.Tensor, may_reuse: bool) -> torch.Tensor:
     """``go * G``; in place in G when nothing else can see G afterwards."""
-    if not (may_reuse and not torch.is_grad_enabled() and not _functorch_active(go)
+    if not (may_reuse and not torch.is_grad_enabled() and not functorch_active(go)
             and not _keep_graph()):
         return g * kind.expand(go)  # create_graph, retain_graph or torch.func: G intact
     if go.dim() == 0:
@@ -506,61 +506,69 @@ def _op_args(kind: Kind, x, target, w1, w2, opts) -> tuple:
 
 
 def _define_ops(kind: Kind) -> None:
+    """``xent::<name>`` and ``xent::<name>_and_grad``: schema, kernel, fake, autograd."""
     schema = _op_schema(kind)
     loss_op, fused_op = f"xent::{kind.name}", f"xent::{kind.name}_and_grad"
     torch.library.define(loss_op, f"{schema} -> Tensor")
     torch.library.define(fused_op, f"{schema} -> (Tensor, Tensor)")
+    torch.library.impl(loss_op, "cpu")(lambda *a: loss_call(kind, *_op_split(kind, a)))
+    torch.library.impl(fused_op, "cpu")(lambda *a: fused_call(kind, *_op_split(kind, a)))
 
-    @torch.library.impl(loss_op, "cpu")
-    def _loss_impl(*args):
-        return loss_call(kind, *_op_split(kind, args))
-
-    @torch.library.impl(fused_op, "cpu")
-    def _fused_impl(*args):
-        return fused_call(kind, *_op_split(kind, args))
-
-    def _fake_loss(*args):
+    def fake_loss(*args):
         x, *_, opts = _op_split(kind, args)
         return x.new_empty(kind.loss_shape(x, opts), dtype=compute_dtype(x.dtype))
 
-    def _fake_fused(*args):
+    def fake_fused(*args):
         x = args[0]
-        return _fake_loss(*args), x.new_empty(x.shape, dtype=compute_dtype(x.dtype))
+        return fake_loss(*args), x.new_empty(x.shape, dtype=compute_dtype(x.dtype))
 
-    torch.library.register_fake(loss_op, _fake_loss)
-    torch.library.register_fake(fused_op, _fake_fused)
+    torch.library.register_fake(loss_op, fake_loss)
+    torch.library.register_fake(fused_op, fake_fused)
+    _register_fused_autograd(kind, fused_op)
+    _register_loss_autograd(kind, loss_op)
+    kind.loss_op = getattr(torch.ops.xent, kind.name).default
+    kind.fused_op = getattr(torch.ops.xent, kind.name + "_and_grad").default
 
-    def _op_setup(ctx, inputs, output):
+
+def _no_grads(kind: Kind) -> tuple:
+    """None for every op argument after (input, target)."""
+    return (None,) * (len(kind.weights) + len(kind.options._fields))
+
+
+def _register_fused_autograd(kind: Kind, qualname: str) -> None:
+    def setup(ctx, inputs, output):
         x, target, w1, w2, opts = _op_split(kind, inputs)
         ctx.mark_non_differentiable(output[1])  # no double backward under torch.compile
         _store(ctx, kind, opts, x, target, w1, w2, output[1], _keeps_x(kind, opts, target),
                consts_on_ctx=False)
 
-    def _op_backward(ctx, gloss, _gg):
-        dx, dt = backward_core(ctx, gloss, None, eager=False)
-        return (dx, dt) + (None,) * (len(kind.weights) + len(kind.options._fields))
+    def backward(ctx, gloss, _gg):
+        return backward_core(ctx, gloss, None, eager=False) + _no_grads(kind)
 
-    torch.library.register_autograd(fused_op, _op_backward, setup_context=_op_setup)
+    torch.library.register_autograd(qualname, backward, setup_context=setup)
 
-    # The loss-only op is differentiable too (for direct callers of torch.ops.xent.*;
-    # the adapter itself calls the fused op when a gradient is needed): its backward
-    # recomputes the gradient with the fused op.
-    def _loss_setup(ctx, inputs, output):
+
+def _register_loss_autograd(kind: Kind, qualname: str) -> None:
+    """The loss-only op is differentiable too, for direct callers of ``torch.ops.xent``
+    (the adapter calls the fused op when it needs a gradient): its backward runs the
+    fused op again."""
+
+    def setup(ctx, inputs, output):
         x, target, w1, w2, opts = _op_split(kind, inputs)
-        ctx.kind, ctx.opts, ctx.x_dtype = kind, opts, x.dtype
+        ctx.opts = opts
         ctx.save_for_backward(x, target, w1, w2)
 
-    def _loss_backward(ctx, gloss):
+    def backward(ctx, gloss):
         x, target, w1, w2 = ctx.saved_tensors
         g = kind.fused_op(*_op_args(kind, x, target, w1, w2, ctx.opts))[1]
-        sv = Saved(g, x, target, w1, w2, ctx.opts)
-        dx = (g * kind.expand(gloss)).to(x.dtype) if ctx.needs_input_grad[0] else None
-        dt = kind.target_grad(sv) * kind.expand(gloss) if ctx.needs_input_grad[1] else None
-        return (dx, dt) + (None,) * (len(kind.weights) + len(kind.options._fields))
+        go = kind.expand(gloss)
+        dx = (g * go).to(x.dtype) if ctx.needs_input_grad[0] else None
+        dt = None
+        if ctx.needs_input_grad[1]:
+            dt = kind.target_grad(Saved(g, x, target, w1, w2, ctx.opts)) * go
+        return (dx, dt) + _no_grads(kind)
 
-    torch.library.register_autograd(loss_op, _loss_backward, setup_context=_loss_setup)
-    kind.loss_op = getattr(torch.ops.xent, kind.name).default
-    kind.fused_op = getattr(torch.ops.xent, kind.name + "_and_grad").default
+    torch.library.register_autograd(qualname, backward, setup_context=setup)
 
 
 def register(kind: Kind, function_name: str) -> Kind:
@@ -591,6 +599,6 @@ def run_loss(kind: Kind, x, target, w1=None, w2=None, *, opts, inplace: bool = F
         return kind.inplace_function.apply(x, target, _Call(kind, opts, None, w1, w2))
     tangent = has_tangent(x) or (target.dtype.is_floating_point and has_tangent(target))
     flags = _Flags(_keeps_x(kind, opts, target), tangent)
-    if _functorch_active(x, target):
+    if functorch_active(x, target):
         return kind.func_function.apply(x, target, w1, w2, kind, opts, flags)[0]
     return kind.function.apply(x, target, _Call(kind, opts, flags, w1, w2))[0]

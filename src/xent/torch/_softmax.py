@@ -25,11 +25,12 @@ from ._common import (
     check_tensor,
     compute_dtype,
     has_storage,
+    has_tangent,
     is_compiling,
     needs_autograd,
     normalize_dim,
 )
-from ._engine import vmap_loop
+from ._engine import functorch_active, vmap_loop
 
 # --------------------------------------------------------------------------- kernels
 
@@ -199,12 +200,32 @@ _register_autograd("softmax", _SoftmaxFunction)
 _register_autograd("logsumexp", _LogSumExpFunction)
 
 
+def _eager_twin(fn: type) -> type:
+    """`fn` with a ctx-style forward, for plain eager calls (``Function.apply`` costs an
+    ``inspect.signature`` per call for setup_context-style Functions)."""
+
+    def forward(ctx, *inputs):
+        out = fn.forward(*inputs)
+        fn.setup_context(ctx, inputs, out)
+        return out
+
+    return type(fn.__name__ + "Eager", (torch.autograd.Function,),
+                {"forward": staticmethod(forward), "backward": staticmethod(fn.backward),
+                 "__module__": __name__})
+
+
+_EAGER = {fn: _eager_twin(fn) for fn in (_LogSoftmaxFunction, _SoftmaxFunction,
+                                         _LogSumExpFunction)}
+
+
 def _run(fn: type, op, x: torch.Tensor, *args) -> torch.Tensor:
     if is_compiling():
         return op(x, *args)
     if not needs_autograd(x):
         return fn.forward(x, *args)
-    return fn.apply(x, *args)
+    if functorch_active(x) or has_tangent(x):
+        return fn.apply(x, *args)  # torch.func transforms and forward AD
+    return _EAGER[fn].apply(x, *args)
 
 
 # --------------------------------------------------------------------------- functions
