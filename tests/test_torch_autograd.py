@@ -438,3 +438,22 @@ def test_inplace_backward_is_skipped_with_a_differentiable_target_or_tangent():
         x = fwAD.make_dual(torch.randn(4, 3, dtype=D), torch.ones(4, 3, dtype=D))
         out = xt.cross_entropy(x, torch.tensor([0, 1, 2, 0]), inplace_backward=True)
         assert fwAD.unpack_dual(out).tangent is not None
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0, 3.0])
+def test_focal_losses_second_order_for_every_gamma(gamma):
+    """The focal terms' second derivatives have gamma-dependent special cases."""
+    x = torch.randn(5, 4, dtype=D)
+    t = torch.tensor([0, 3, 1, -100, 2])
+    y = (torch.rand(5, 4, dtype=D) > 0.5).double()
+    for a in (None, 0.3):
+        close(_hvp(lambda z, a=a: xt.focal_loss(z, t, gamma=gamma, alpha=a), x),
+              _hvp(lambda z, a=a: ref_focal(z, t, gamma, a), x))
+    for a in (0.25, -1.0):
+        close(_hvp(lambda z, a=a: xt.sigmoid_focal_loss(z, y, a, gamma, "sum"), x),
+              _hvp(lambda z, a=a: ref_sigmoid_focal(z, y, a, gamma, "sum"), x))
+
+
+def _hvp(fn, x):
+    v = torch.linspace(-1, 1, x.numel(), dtype=x.dtype).reshape(x.shape)
+    return torch.autograd.functional.hvp(fn, x, v)[1]

@@ -213,9 +213,11 @@ class _Focal(Kind):
         valid = sv.target != o.ignore_index
         t0 = torch.where(valid, sv.target, 0).long().unsqueeze(-1)
         pt = p.gather(-1, t0).squeeze(-1)
-        a = sv.w1[t0.squeeze(-1)] if sv.w1 is not None else (o.alpha if o.alpha is not None
-                                                             else 1.0)
-        a = a * valid
+        a = valid.to(p.dtype)  # not a float times a bool tensor: that is float32
+        if sv.w1 is not None:
+            a = a * sv.w1[t0.squeeze(-1)]
+        elif o.alpha is not None:
+            a = a * o.alpha
         if o.reduction == "mean":
             a = a / valid.sum()
         phi, dphi = _focal_phi(pt, o.gamma)
