@@ -457,3 +457,27 @@ def test_focal_losses_second_order_for_every_gamma(gamma):
 def _hvp(fn, x):
     v = torch.linspace(-1, 1, x.numel(), dtype=x.dtype).reshape(x.shape)
     return torch.autograd.functional.hvp(fn, x, v)[1]
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(label_smoothing=0.1, weight=True), dict(z_loss=1e-3)],
+                         ids=["plain", "smooth-weight", "zloss"])
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_float32_hvp_of_cross_entropy_is_accurate(kw, scale):
+    """float32 second derivatives (p recovered from the saved float32 gradient) within
+    1e-5 of the float64 ones, relative to the largest entry (API.md's float32 bound)."""
+    x = scale * torch.randn(8, 1000)
+    t = torch.randint(0, 1000, (8,))
+    v = torch.randn(8, 1000)
+    kw = dict(kw)
+    if kw.pop("weight", False):
+        kw["weight"] = torch.rand(1000) + 0.5
+
+    def hvp(fn, dtype):
+        z = x.to(dtype).requires_grad_()
+        kk = {k: (a.to(dtype) if torch.is_tensor(a) else a) for k, a in kw.items()}
+        (g,) = torch.autograd.grad(fn(z, t, **kk), z, create_graph=True)
+        return torch.autograd.grad((g * v.to(dtype)).sum(), z)[0]
+
+    ref = hvp(lambda z, t, **k: ref_ce_ext(z, t, k.pop("z_loss", 0.0), **k), D)
+    got = hvp(xt.cross_entropy, torch.float32).double()
+    assert (got - ref).abs().max() <= 1e-5 * ref.abs().max()

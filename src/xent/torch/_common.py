@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torch.autograd import forward_ad
@@ -63,7 +65,11 @@ def check_not_differentiable(t, op: str, arg: str) -> None:
 def reduction_arg(size_average, reduce, reduction: str) -> str:
     """The reduction string, mapping PyTorch's deprecated arguments as it does."""
     if size_average is not None or reduce is not None:
-        reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
+        reduce = True if reduce is None else reduce
+        size_average = True if size_average is None else size_average
+        reduction = ("mean" if size_average else "sum") if reduce else "none"
+        warnings.warn(f"size_average and reduce args will be deprecated, please use "
+                      f"reduction='{reduction}' instead.", UserWarning, stacklevel=3)
     if reduction not in ("none", "mean", "sum"):
         raise ValueError(f"{reduction} is not a valid value for reduction")
     return reduction
