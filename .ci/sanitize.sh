@@ -12,6 +12,11 @@
 #   XENT_SAN_KEEP=1     keep the scratch build directory
 #   XENT_SAN_ALIGNMENT=1 also check pointer alignment (UBSan; see below)
 #   XENT_FUZZ_EXAMPLES  forwarded to tests/test_fuzz.py (default here 10)
+#   XENT_RACE_SCALE     multiplies how long the racing-target tests run (tests/
+#                       test_hardening.py, test_concurrency.py; default here 10, about
+#                       10 s of racing calls per test) and their timeouts: the
+#                       instrumented build is slower, and only a longer race makes an
+#                       unchecked target use likely to be seen
 # Any ASan report (heap overflow, use after free, ...) or UBSan report aborts the process,
 # which fails the run. Leak detection is off (CPython does not free everything at exit).
 set -euo pipefail
@@ -64,6 +69,7 @@ env LD_PRELOAD="$PRE" \
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
     PYTHONPATH="$SITE:$WORK/tree/src:$WORK/tree/tests" \
     XENT_FUZZ_EXAMPLES="${XENT_FUZZ_EXAMPLES:-10}" \
+    XENT_RACE_SCALE="${XENT_RACE_SCALE:-10}" \
     "$PY" -c 'import xent, sys; f = xent._kernels._core.__file__; print("xent from", f, "openmp:", xent.openmp_enabled()); assert sys.argv[1] in f' "$WORK/tree"
 # Reports also go to files: pytest's output capture swallows a report printed by a test
 # that aborts the process.
@@ -73,10 +79,12 @@ env LD_PRELOAD="$PRE" \
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$WORK/ubsan" \
     PYTHONPATH="$SITE:$WORK/tree/src:$WORK/tree/tests" \
     XENT_FUZZ_EXAMPLES="${XENT_FUZZ_EXAMPLES:-10}" \
+    XENT_RACE_SCALE="${XENT_RACE_SCALE:-10}" \
     "$PY" -m pytest -q -p no:cacheprovider "$@"
 rc=$?
 set -e
-if ls "$WORK"/asan.* "$WORK"/ubsan.* > /dev/null 2>&1; then
+# (ls lists whichever of the two kinds exist; `ls a b` fails when either glob is empty)
+if [ -n "$(ls "$WORK"/asan.* "$WORK"/ubsan.* 2> /dev/null || true)" ]; then
     echo "sanitize: SANITIZER REPORTS:"
     cat "$WORK"/asan.* "$WORK"/ubsan.* 2> /dev/null | grep -v "in _Py\|in PyObject_\|in Py_" | head -80
     exit 1

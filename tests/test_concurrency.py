@@ -1,11 +1,20 @@
 """Thread safety and fork/spawn safety.
 
-- 8 Python threads x 2,000 mixed calls with random ``num_threads`` (1..4) running at
-  once (every kernel releases the GIL); each result is compared with a reference
-  computed single-threaded beforehand (per-row results do not depend on the thread
-  count, so they must match bitwise, reductions to rounding).
-- Child processes (fork and spawn) call xent after the parent has run OpenMP regions;
-  a hang fails through a timeout instead of blocking CI.
+- 8 Python threads x 250 mixed calls with random ``num_threads`` (1..4) running at
+  once (every kernel releases the GIL); every call has at least 65536 elements of
+  work, so a count above 1 really starts an OpenMP team (smaller calls run on the
+  calling thread).  Each result is compared with a reference computed
+  single-threaded beforehand (per-row results do not depend on the thread count, so
+  they must match bitwise, reductions to rounding).
+- Racing targets: threads keep rewriting the class targets (valid classes,
+  ignore_index, out of range by one or by 2**40) while other threads call the
+  class-target losses; each call returns or raises IndexError.  Crash-prone, so it
+  runs in a child interpreter (tests/_hardening_child.py); under .ci/sanitize.sh
+  (XENT_RACE_SCALE) it runs long enough for ASan to see any unchecked target use.
+- Child processes (fork, spawn, forkserver) call xent after their parent, a fresh
+  interpreter, has run a thread team (checked: its OS thread count grew); a hang
+  fails through a timeout instead of blocking CI.  (os.fork() and a fork Pool:
+  tests/test_hardening.py::test_gh14_fork_after_a_thread_team.)
 """
 
 from __future__ import annotations
@@ -15,31 +24,37 @@ import os
 import sys
 import threading
 
+import _hardening_child as child
 import numpy as np
 import pytest
 
 import xent
 
 N_THREADS = 8
-CALLS_PER_THREAD = int(os.environ.get("XENT_CONCURRENCY_CALLS", "2000"))
+CALLS_PER_THREAD = int(os.environ.get("XENT_CONCURRENCY_CALLS", "250"))
+#: Elements of work from which a kernel starts a team (XENT_MIN_PARALLEL_WORK).
+TEAM_WORK = 65536
 
 
 def _cases():
     rng = np.random.default_rng(42)
     cases = []
     for dt in (np.float32, np.float64):
-        x = (rng.standard_normal((37, 19)) * 4).astype(dt)
-        x3 = (rng.standard_normal((3, 11, 70)) * 4).astype(dt)
-        t = rng.integers(0, 19, size=37)
+        # 512 x 130 and 4 x 64 x 260 = 66560 elements each: every call below is above
+        # the threading threshold (nll_loss alone would count rows: the fused form is used)
+        x = (rng.standard_normal((512, 130)) * 4).astype(dt)
+        x3 = (rng.standard_normal((4, 64, 260)) * 4).astype(dt)
+        assert x.size >= TEAM_WORK and x3.size >= TEAM_WORK
+        t = rng.integers(0, 130, size=512)
         t[::5] = -100
-        t3 = rng.integers(0, 70, size=(3, 11))
+        t3 = rng.integers(0, 260, size=(4, 64))
         cases += [
             ("logsumexp", (x,), {}),
             ("softmax", (x3,), {}),
             ("log_softmax", (x,), {"axis": 0}),
             ("cross_entropy", (x, t), {"reduction": "none", "label_smoothing": 0.1}),
             ("cross_entropy", (x3, t3), {"z_loss": 1e-3}),
-            ("cross_entropy_and_grad", (x, t), {"weight": np.linspace(0.5, 2, 19)}),
+            ("cross_entropy_and_grad", (x, t), {"weight": np.linspace(0.5, 2, 130)}),
             ("cross_entropy_grad", (x3, t3), {"softcap": 10.0, "reduction": "sum"}),
             ("nll_loss_and_grad", (x, t), {}),
             ("perplexity", (x3, t3), {}),
@@ -108,55 +123,21 @@ def test_threads_mixed_calls():
     assert not errors, errors[:5]
 
 
-CHILD = """
-import numpy as np
-
-import xent
-
-rng = np.random.default_rng(1)
-x = rng.standard_normal((64, 33))
-t = rng.integers(0, 33, size=64)
-ref1 = xent.cross_entropy(x, t, reduction="none", num_threads=1)
-for nt in (1, 2, 4):
-    assert np.array_equal(xent.cross_entropy(x, t, reduction="none", num_threads=nt), ref1)
-    xent.softmax(x, num_threads=nt)
-assert float(ref1.sum()) == EXPECTED, (float(ref1.sum()), EXPECTED)
-"""
+def test_racing_target_writers_during_mixed_calls():
+    """Writers rewrite the targets of several arrays while 3 threads call every
+    class-target loss form on them (1..4 threads each); see the module docstring."""
+    child.assert_child_ok("race_mixed", timeout=60.0, seconds=1.0)
 
 
 # Python >= 3.12 warns about fork() in a multi-threaded process (OpenMP's idle team);
-# surviving exactly that is what this test checks.
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+# surviving exactly that is what these tests check (in the child interpreter).
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
-def test_subprocess_after_openmp(method, tmp_path):
-    import runpy
-
+def test_subprocess_after_openmp(method):
+    """A child started with `method` after the parent ran a team: its calls complete
+    (default, num_threads=2, set_num_threads(2)) with the parent's values; a forked
+    child defaults to one thread until it opts back in."""
     if method not in mp.get_all_start_methods():
         pytest.skip(f"start method {method} not available")
     if method == "fork" and sys.platform == "darwin":
         pytest.skip("fork after threads is unsafe on macOS")
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((64, 33))
-    t = rng.integers(0, 33, size=64)
-    for nt in (2, 4):  # the parent has started an OpenMP thread team
-        xent.cross_entropy_and_grad(x, t, num_threads=nt)
-        xent.softmax(x, num_threads=nt)
-    expected = float(xent.cross_entropy(x, t, reduction="none", num_threads=1).sum())
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
-    ctx = mp.get_context(method)
-    # runpy.run_path is importable in any child, unlike this test module under
-    # --import-mode=importlib; a failed assertion in the child gives exit code 1.
-    procs = [ctx.Process(target=runpy.run_path, args=(str(script),),
-                         kwargs={"init_globals": {"EXPECTED": expected}}) for _ in range(2)]
-    for p in procs:
-        p.start()
-    hung = False
-    for p in procs:
-        p.join(timeout=120)
-        if p.is_alive():
-            hung = True
-            p.kill()
-            p.join()
-    assert not hung, f"a {method} child hung"
-    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    child.assert_child_ok("start_method", method=method, openmp=child.OPENMP)

@@ -6,6 +6,12 @@ buffers) with at most one deliberate fault, then checks that the call either ret
 the value of the independent float64 reference in ``_fuzz_reference.py`` or raises the
 exception type API.md documents for that fault -- and that no input was modified.
 
+``test_fuzz_aliasing`` (issue 14): for every function with ``out=``, an ``out`` that
+shares memory with one other argument (class or probability target, weight,
+sample_weight, alpha, pos_weight, grad_output, the teacher, or the logits at any
+shift), sometimes with ``out`` being the logits themselves, must give the result of
+the same call on copies of every argument, and change no byte outside ``out``.
+
 Functions that are not in xent yet are skipped; they are covered as soon as they exist.
 Examples per test: ``XENT_FUZZ_EXAMPLES`` (default 25, CI-sized); e.g.
 ``XENT_FUZZ_EXAMPLES=2000 python -m pytest tests/test_fuzz.py`` for a long run.
@@ -750,6 +756,250 @@ def test_fuzz_elementwise(family, shape, dtype, lay, seed, form, reduction, faul
             check_close(grad, exp_grad, cdt, family + " grad", scale=s)
 
     run(fn, args, kw, None, check, simd)
+
+
+# ---------------------------------------------------------------------------- aliasing
+
+# function -> the arguments `out` may share memory with ("logits": the first argument)
+ALIAS_FAMILIES = {
+    "class": {
+        "cross_entropy": ["logits", "target", "probs", "weight", "sample_weight"],
+        "nll_loss": ["logits", "target", "weight"],
+        "focal_loss": ["logits", "target", "alpha"],
+    },
+    "binary": {
+        "binary_cross_entropy_with_logits": ["logits", "bin_target", "weight", "pos_weight"],
+        "binary_cross_entropy": ["logits", "bin_target", "weight"],
+        "sigmoid_focal_loss": ["logits", "bin_target"],
+        "kl_div_with_logits": ["logits", "teacher"],
+    },
+    "primitive": {"logsumexp": ["logits"], "softmax": ["logits"], "log_softmax": ["logits"]},
+}
+
+
+class _Arena:
+    """A zeroed, 64-byte aligned byte buffer holding `out` and the operand it overlaps."""
+
+    def __init__(self, nbytes):
+        raw = np.zeros(nbytes + 64, dtype=np.uint8)
+        start = (-raw.ctypes.data) % 64
+        self.buf = raw[start:start + nbytes]
+
+    def at(self, byte_offset, shape, dtype):
+        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        return self.buf[byte_offset:byte_offset + n].view(dtype).reshape(shape)
+
+
+def _alias_shift(mode, pick, out_nbytes, op_nbytes, row_bytes, align):
+    """Byte offset of the operand from `out`, a multiple of `align`, so that they overlap."""
+    lo = -((op_nbytes - 1) // align)  # in units of align: -op_nbytes < k * align < out_nbytes
+    hi = (out_nbytes - 1) // align
+    if mode == "same_start":
+        k = 0
+    elif mode in ("row_ahead", "row_behind"):
+        k = (row_bytes // align) * (1 if mode == "row_ahead" else -1)
+    elif mode == "out_tail":
+        k = hi
+    else:
+        k = lo + pick % (hi - lo + 1)
+    return max(lo, min(hi, k)) * align
+
+
+@st.composite
+def alias_case(draw, family):
+    fn_family = draw(st.sampled_from(sorted(ALIAS_FAMILIES[family])))
+    operand = draw(st.sampled_from(ALIAS_FAMILIES[family][fn_family]))
+    primitive = family == "primitive"
+    form = "" if primitive else draw(st.sampled_from(["_grad", "_and_grad", "_and_grad"]))
+    if operand == "grad_output":
+        form = "_grad"
+    if not primitive and form == "_grad" and draw(st.integers(0, 3)) == 0:
+        operand = "grad_output"  # a per-row / per-element grad_output (reduction "none")
+    lead = draw(st.lists(st.integers(1, 5), min_size=0 if primitive else 1, max_size=3))
+    c = draw(st.one_of(st.integers(1, 9), st.sampled_from([16, 17, 33, 70])))
+    return dict(
+        fn=fn_family + form, family=fn_family, operand=operand, shape=tuple(lead) + (c,),
+        dtype=draw(st.sampled_from([np.float32, np.float64])),
+        inplace=operand != "logits" and not primitive and draw(st.integers(0, 2)) == 0,
+        shift_mode=draw(st.sampled_from(["same_start", "row_ahead", "row_behind", "out_tail",
+                                         "any", "any"])),
+        shift_pick=draw(st.integers(0, 2**20)),
+        reduction=draw(st.sampled_from(["none", "mean", "sum"])),
+        nt=draw(st.sampled_from([None, 1, 2, 4])),
+        seed=draw(st.integers(0, 2**32 - 1)),
+        axis=draw(st.integers(-1, len(lead))),
+        extra=draw(st.integers(0, 3)),
+    )
+
+
+def _alias_values(case, rng):
+    """Valid values of every argument (owned arrays), before any aliasing."""
+    fam, shape, dt = case["family"], case["shape"], case["dtype"]
+    c, lead = shape[-1], shape[:-1]
+    probs_only = fam == "binary_cross_entropy"  # every value that may land in probs: (0, 1)
+
+    def pos(size):
+        return (rng.uniform(0.05, 0.95, size) if probs_only else rng.uniform(0.25, 2.0, size)
+                ).astype(dt)
+
+    v = {"logits": (rng.uniform(0.02, 0.98, shape) if probs_only
+                    else rng.standard_normal(shape) * 3).astype(dt)}
+    if fam in ("cross_entropy", "nll_loss", "focal_loss"):
+        ignore = c + 3  # non-negative: its bits are a tiny float where they share the logits
+        t = rng.integers(0, c, size=lead)
+        t.reshape(-1)[rng.random(t.size) < 0.2] = ignore
+        v["target"], v["ignore_index"] = t.astype(np.int64), ignore
+        v["probs"] = rng.dirichlet(np.ones(c), size=lead).astype(dt)
+        v["weight"] = v["alpha"] = pos(c)
+        v["sample_weight"] = pos(lead)
+        v["grad_output"] = (rng.uniform(-2, 2, lead)).astype(dt)
+    elif fam == "kl_div_with_logits":
+        v["teacher"] = (rng.standard_normal(shape) * 3).astype(dt)
+        v["grad_output"] = (rng.uniform(-2, 2, lead)).astype(dt)
+    elif fam != "logsumexp" and fam not in ("softmax", "log_softmax"):
+        v["bin_target"] = rng.uniform(0.0, 1.0, shape).astype(dt)
+        v["weight"] = pos(c if case["extra"] % 2 else shape)
+        v["pos_weight"] = pos(c)
+        v["grad_output"] = pos(shape) if probs_only else rng.uniform(-2, 2, shape).astype(dt)
+    return v
+
+
+def build_alias_call(case):
+    """(args, kwargs, out, arena): `out` overlaps case["operand"] inside one arena."""
+    rng = np.random.default_rng(case["seed"])
+    fam, shape, dt, op = case["family"], case["shape"], np.dtype(case["dtype"]), case["operand"]
+    v = _alias_values(case, rng)
+    if fam == "logsumexp":
+        ax = case["axis"] % len(shape)
+        out_shape = shape[:ax] + shape[ax + 1:]
+    else:
+        out_shape = shape
+    out_nbytes = int(np.prod(out_shape)) * dt.itemsize
+    src = v[op]
+    align = max(dt.itemsize, src.dtype.itemsize)
+    row_bytes = shape[-1] * dt.itemsize
+    s = _alias_shift(case["shift_mode"], case["shift_pick"], out_nbytes, src.nbytes, row_bytes,
+                     align)
+    out_off = max(0, -s)
+    arena = _Arena(max(out_off + out_nbytes, out_off + s + src.nbytes))
+    out = arena.at(out_off, out_shape, dt)
+    if case["inplace"]:  # out is the logits: the documented in-place form
+        out[...] = v["logits"]
+        v["logits"] = out
+    aliased = arena.at(out_off + s, src.shape, src.dtype)
+    aliased[...] = src  # written last: its values are intact, out's are whatever they became
+    v[op] = aliased
+    kw = {"num_threads": case["nt"]}
+    if fam in ("logsumexp", "softmax", "log_softmax"):
+        kw["axis"] = case["axis"] if fam != "logsumexp" else case["axis"] % len(shape)
+        return [v["logits"]], kw, out, arena
+    red = case["reduction"]
+    if op == "grad_output" or (case["fn"].endswith("_grad") and not case["fn"].endswith(
+            "_and_grad") and case["extra"] == 0):
+        red = "none"
+    kw["reduction"] = red
+    if fam == "kl_div_with_logits":
+        kw["reduction"] = "batchmean" if red == "mean" else red
+        kw["temperature"] = [1.0, 2.0, 0.5, 1.0][case["extra"]]
+        args = [v["logits"], v["teacher"]]
+    elif fam in ("cross_entropy", "nll_loss", "focal_loss"):
+        soft = op == "probs" or (fam == "cross_entropy" and case["extra"] == 3 and op not in (
+            "target", "sample_weight", "weight"))
+        args = [v["logits"], v["probs"] if soft else v["target"]]
+        if not soft:
+            kw["ignore_index"] = v["ignore_index"]
+        if fam == "focal_loss":
+            kw["gamma"] = [2.0, 0.0, 1.5, 3.0][case["extra"]]
+            if op == "alpha" or case["extra"] == 1:
+                kw["alpha"] = v["alpha"]
+        else:
+            if op == "weight" or case["extra"] == 2:
+                kw["weight"] = v["weight"]
+        if fam == "cross_entropy":
+            if op == "sample_weight" or case["extra"] == 1:
+                kw["sample_weight"] = v["sample_weight"]
+            if case["extra"] == 2:
+                kw["label_smoothing"] = 0.1
+            if case["extra"] == 3 and not soft:
+                kw["softcap"] = 5.0
+    else:
+        args = [v["logits"], v["bin_target"]]
+        if fam != "sigmoid_focal_loss" and (op == "weight" or case["extra"] == 1):
+            kw["weight"] = v["weight"]
+        if fam == "binary_cross_entropy_with_logits" and (op == "pos_weight"
+                                                          or case["extra"] == 2):
+            kw["pos_weight"] = v["pos_weight"]
+        if fam == "sigmoid_focal_loss":
+            kw["gamma"] = [2.0, 0.0, 1.0, 3.0][case["extra"]]
+    if case["fn"].endswith("_grad") and not case["fn"].endswith("_and_grad"):
+        args.append(v["grad_output"] if kw["reduction"] == "none" else 0.5)
+    return args, kw, out, arena
+
+
+def _alias_same(got, exp, what):
+    got, exp = np.asarray(got), np.asarray(exp)
+    assert got.shape == exp.shape and got.dtype == exp.dtype, (what, got.dtype, exp.dtype)
+    if got.ndim == 0:  # a reduction: to rounding
+        rtol = 1e-6 if got.dtype == np.float32 else 1e-13
+        assert np.isclose(got, exp, rtol=rtol, atol=0, equal_nan=True), (what, got, exp)
+    else:
+        bad = ~((got == exp) | (np.isnan(got) & np.isnan(exp)))
+        assert not bad.any(), f"{what}: {int(bad.sum())} of {bad.size} values differ"
+
+
+def check_alias_case(case, simd):
+    fn = need(case["fn"])
+    args, kw, out, arena = build_alias_call(case)
+    owned = snapshot([a for a in list(args) + list(kw.values())
+                      if isinstance(a, np.ndarray) and a.base is None])
+    with simd_path(simd):
+        # the same call on copies of every argument (taken before the aliased call)
+        expected = fn(*[a.copy() if isinstance(a, np.ndarray) else a for a in args],
+                      **{k: (a.copy() if isinstance(a, np.ndarray) else a)
+                         for k, a in kw.items()})
+        arena_before = arena.buf.copy()
+        got = fn(*args, out=out, **kw)
+    result = got[1] if isinstance(got, tuple) else got
+    assert result is out, "the result is not `out`"
+    if isinstance(got, tuple):
+        _alias_same(got[0], expected[0], "loss")
+        expected = expected[1]
+    _alias_same(result, expected, case["fn"])
+    lo = out.ctypes.data - arena.buf.ctypes.data
+    hi = lo + out.nbytes
+    assert np.array_equal(arena.buf[:lo], arena_before[:lo]), "bytes before `out` changed"
+    assert np.array_equal(arena.buf[hi:], arena_before[hi:]), "bytes after `out` changed"
+    assert_unmodified(owned)
+
+
+@pytest.mark.parametrize("family", ["binary", "primitive"])
+@FUZZ
+@given(data=st.data())
+def test_fuzz_aliasing(family, data):
+    check_alias_case(data.draw(alias_case(family)), data.draw(SIMD))
+
+
+@FUZZ
+@given(data=st.data())
+def fuzz_aliasing_class_losses(data):
+    """The class-target families; run in a child interpreter (see the test below)."""
+    case = data.draw(alias_case("class"))
+    simd = data.draw(SIMD)
+    print("case", {k: v for k, v in case.items() if k != "dtype"}, np.dtype(case["dtype"]),
+          simd, flush=True)  # the last one printed names a case that crashed
+    check_alias_case(case, simd)
+
+
+def test_fuzz_aliasing_class_losses():
+    """cross_entropy / nll_loss / focal_loss gradient forms with an aliased `out`.
+
+    `out` over the int64 targets made the kernels index memory with gradient bits
+    (a segfault, issue 14), so hypothesis runs these examples in a child interpreter
+    (tests/_hardening_child.py): a crash fails this test instead of killing pytest.
+    """
+    import _hardening_child as child
+
+    child.assert_child_ok("fuzz_aliasing_class", timeout=120 + N_EXAMPLES)
 
 
 # ---------------------------------------------------------------------------- every export

@@ -1,4 +1,9 @@
-"""Worker placement: xent's OpenMP workers avoid the calling thread's CPU.
+"""Worker placement (opt-in) and process-wide state.
+
+xent shares the OpenMP runtime with PyTorch and other libraries, so by default it
+changes no thread's CPU affinity and sets no OpenMP variable in the environment
+(issue 14).  With ``XENT_PIN_THREADS=1`` its OpenMP workers avoid the calling
+thread's CPU.
 
 Each check runs in a fresh interpreter, so that the OpenMP runtime, its thread
 pool and the environment switches start from scratch.
@@ -93,10 +98,12 @@ def _probe(nts, **env):
 
 
 @needs_placement
-def test_workers_avoid_the_callers_cpu():
+def test_workers_avoid_the_callers_cpu_when_pinning_is_asked_for():
     n_cpu = len(os.sched_getaffinity(0))
     nts = [2, n_cpu + 1, 2]  # the middle team has more threads than CPUs
-    out = _probe(nts)
+    # teams are capped at max(allowed CPUs, OpenMP's default team): an OpenMP default
+    # above the CPU count lets the middle team really be larger than the CPU count
+    out = _probe(nts, XENT_PIN_THREADS="1", OMP_NUM_THREADS=str(n_cpu + 1))
     allowed = out["allowed"]
     first, over, again = out["report"]
     # the caller is never pinned
@@ -112,24 +119,62 @@ def test_workers_avoid_the_callers_cpu():
 
 
 @needs_placement
-@pytest.mark.parametrize("env", [{"XENT_PIN_THREADS": "0"}, {"OMP_PROC_BIND": "false"}],
-                         ids=["XENT_PIN_THREADS=0", "OMP_PROC_BIND set"])
-def test_placement_can_be_turned_off(env):
-    out = _probe([2], **env)
-    (r,) = out["report"]
-    assert r["workers"] and all(w == out["allowed"] for w in r["workers"]), r
+@pytest.mark.parametrize("env", [{}, {"XENT_PIN_THREADS": "0"}, {"OMP_PROC_BIND": "false"}],
+                         ids=["default", "XENT_PIN_THREADS=0", "OMP_PROC_BIND set"])
+def test_no_affinity_change_unless_asked_for(env):
+    """By default (issue 14) no worker and not the caller is restricted, whatever the
+    team size (teams that fit, then more threads than CPUs, then fitting again)."""
+    n_cpu = len(os.sched_getaffinity(0))
+    out = _probe([2, n_cpu + 1, 2], **env)
+    for r in out["report"]:
+        assert r["caller"] == out["allowed"], r
+        assert r["workers"] and all(w == out["allowed"] for w in r["workers"]), r
 
 
 def test_show_config_reports_placement():
-    on = _run("import xent; xent.show_config()").stdout
+    default = _run("import xent; xent.show_config()").stdout
+    on = _run("import xent; xent.show_config()", XENT_PIN_THREADS="1").stdout
     off = _run("import xent; xent.show_config()", XENT_PIN_THREADS="0").stdout
-    line_on = next(ln for ln in on.splitlines() if ln.split()[0] == "workers")
-    line_off = next(ln for ln in off.splitlines() if ln.split()[0] == "workers")
-    assert "left to the OS" in line_off
+
+    def line(text):
+        return next(ln for ln in text.splitlines() if ln.split()[0] == "workers")
+
+    assert "left to the OS" in line(default)
+    assert "left to the OS" in line(off)
     if sys.platform.startswith("linux") and xent.openmp_enabled():
-        assert "off the calling thread's CPU" in line_on
+        assert "off the calling thread's CPU" in line(on)
     else:
-        assert "left to the OS" in line_on
+        assert "left to the OS" in line(on)
+
+
+# Records every environment variable set or removed while xent is imported (os.putenv
+# and os.unsetenv are what os.environ's item assignment and deletion call).
+_ENV_PROBE = """
+    import json, os
+    before = dict(os.environ)
+    touched = []
+    put, unset = os.putenv, os.unsetenv
+    os.putenv = lambda k, v: (touched.append(("set", os.fsdecode(k))), put(k, v))[1]
+    os.unsetenv = lambda k: (touched.append(("unset", os.fsdecode(k))), unset(k))[1]
+    import xent
+    import numpy as np
+    xent.cross_entropy_and_grad(np.zeros((512, 256), np.float32), np.zeros(512, np.int64),
+                                num_threads=2)
+    os.putenv, os.unsetenv = put, unset
+    changed = sorted(k for k in set(before) | set(os.environ)
+                     if before.get(k) != os.environ.get(k))
+    print(json.dumps({"touched": touched, "changed": changed}))
+"""
+
+
+def test_import_sets_no_openmp_variables():
+    """Importing xent (and calling it) neither leaves nor temporarily sets any OMP_* /
+    GOMP_* variable (e.g. GOMP_SPINCOUNT), which would change a runtime shared with
+    PyTorch and other libraries."""
+    out = json.loads(_run(_ENV_PROBE).stdout.strip().splitlines()[-1])
+    assert out["changed"] == [], out
+    omp = [t for t in out["touched"] if t[1].startswith(("OMP_", "GOMP_", "KMP_"))]
+    assert omp == [], f"xent set OpenMP variables while importing: {omp}"
 
 
 def test_invalid_pin_value_warns():

@@ -958,3 +958,17 @@ def test_plumbing_inplace_elementwise(standin):
     ref_h = h.detach().clone().requires_grad_()
     F.binary_cross_entropy_with_logits(ref_h * 1.0, y).backward()
     assert_close(h.grad, ref_h.grad)
+
+
+def test_lab_torch_adapter_script_runs(capsys):
+    """benchmarks/lab/torch_adapter.py (before/after and custom-op overhead) stays runnable."""
+    torch_adapter = pytest.importorskip("benchmarks.lab.torch_adapter")
+    n = torch.get_num_threads()
+    try:
+        small = ["--shapes", "2x50", "--threads", "1", "--rounds", "1", "--repeat", "1"]
+        torch_adapter.main([*small, "--overhead"])
+        torch_adapter.main([*small, "--paired"])
+    finally:
+        torch.set_num_threads(n)
+    out = capsys.readouterr().out
+    assert "torch.ops.xent (op)" in out and "cpu median" in out

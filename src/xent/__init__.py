@@ -5,11 +5,7 @@ behind a NumPy API.  Classes lie on the last axis; float32 and float64 are
 computed natively.  See ``xent.show_config()`` for the build in use.
 """
 
-from ._loader import load_core as _load_core
-
-_load_core()
-
-from ._binary import (  # noqa: E402
+from ._binary import (
     binary_cross_entropy,
     binary_cross_entropy_and_grad,
     binary_cross_entropy_grad,
@@ -20,8 +16,8 @@ from ._binary import (  # noqa: E402
     sigmoid_focal_loss_and_grad,
     sigmoid_focal_loss_grad,
 )
-from ._config import _apply_placement_env, _apply_simd_env, openmp_enabled, show_config  # noqa: E402
-from ._cross_entropy import (  # noqa: E402
+from ._config import _apply_placement_env, _apply_simd_env, openmp_enabled, show_config
+from ._cross_entropy import (
     cross_entropy,
     cross_entropy_and_grad,
     cross_entropy_grad,
@@ -30,17 +26,17 @@ from ._cross_entropy import (  # noqa: E402
     nll_loss_grad,
     perplexity,
 )
-from ._distill import (  # noqa: E402
+from ._distill import (
     kl_div_with_logits,
     kl_div_with_logits_and_grad,
     kl_div_with_logits_grad,
 )
-from ._focal import focal_loss, focal_loss_and_grad, focal_loss_grad  # noqa: E402
-from ._metrics import expected_calibration_error  # noqa: E402
-from ._scores import TokenScores, token_scores  # noqa: E402
-from ._softmax import log_softmax, logsumexp, softmax  # noqa: E402
-from ._threads import get_num_threads, set_num_threads  # noqa: E402
-from ._version import __version__  # noqa: E402
+from ._focal import focal_loss, focal_loss_and_grad, focal_loss_grad
+from ._metrics import expected_calibration_error
+from ._scores import TokenScores, token_scores
+from ._softmax import log_softmax, logsumexp, softmax
+from ._threads import get_num_threads, set_num_threads
+from ._version import __version__
 
 _apply_simd_env()
 _apply_placement_env()

@@ -3,13 +3,24 @@ sigmoid_focal_loss (each with *_grad and *_and_grad)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._kernels import _core
 from ._threads import _resolve
-from ._validation import as_float_array, check_reduction, real_scalar
-from ._variant_utils import EMPTY, finish_grad, grad_args, grad_dest, nonneg
+from ._validation import (
+    as_array,
+    as_float_array,
+    check_reduction,
+    finish_output,
+    grad_output_rows,
+    nonneg,
+    output_for,
+    real_scalar,
+    reduce_loss,
+)
 
 __all__ = [
     "binary_cross_entropy_with_logits",
@@ -25,7 +36,7 @@ __all__ = [
 
 
 def _elem_target(target, shape: tuple, dtype) -> np.ndarray:
-    t = np.asarray(target)
+    t = as_array(target, "target")
     if t.dtype.kind not in "iuf":
         raise TypeError(f"target must be a real (floating or integer) array, got dtype {t.dtype}")
     if t.shape != shape:
@@ -36,16 +47,17 @@ def _elem_target(target, shape: tuple, dtype) -> np.ndarray:
 
 
 def _real_array(w, name: str, dtype) -> np.ndarray:
-    a = np.asarray(w)
+    a = as_array(w, name)
     if a.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be a real array, got dtype {a.dtype}")
     return a.astype(dtype, copy=False)
 
 
 def _weight(weight, shape: tuple, dtype):
-    """(flat weight, weight_rows): a row repeated over rows, or the full broadcast array."""
+    """None, one row of n_cols repeated over the rows, or the weights broadcast to `shape`
+    (as a 2-d array: (1, n_cols) or (n_rows, n_cols))."""
     if weight is None:
-        return EMPTY[np.dtype(dtype)], 0
+        return None
     w = _real_array(weight, "weight", dtype)
     try:
         full = np.broadcast_shapes(w.shape, shape)
@@ -58,14 +70,14 @@ def _weight(weight, shape: tuple, dtype):
     ncols = shape[-1] if shape else 1
     lead = w.shape[:-1] if w.ndim >= 1 else ()
     if all(d == 1 for d in lead):
-        return np.ascontiguousarray(np.broadcast_to(w.reshape(w.shape[-1:]), (ncols,))), 1
+        return np.ascontiguousarray(np.broadcast_to(w.reshape(w.shape[-1:]), (1, ncols)))
     nrows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
-    return np.ascontiguousarray(np.broadcast_to(w, shape)).reshape(-1), nrows
+    return np.ascontiguousarray(np.broadcast_to(w, shape)).reshape(nrows, ncols)
 
 
 def _pos_weight(pos_weight, shape: tuple, dtype):
     if pos_weight is None:
-        return EMPTY[np.dtype(dtype)], False
+        return None
     pw = _real_array(pos_weight, "pos_weight", dtype)
     ncols = shape[-1] if shape else 1
     if pw.ndim > max(len(shape), 1) or any(d != 1 for d in pw.shape[:-1]) or (
@@ -75,7 +87,7 @@ def _pos_weight(pos_weight, shape: tuple, dtype):
             f"pos_weight of shape {pw.shape} must broadcast along the last axis of the "
             f"input (shape ({ncols},) or (1,)); input shape {shape}"
         )
-    return np.ascontiguousarray(np.broadcast_to(pw.reshape(pw.shape[-1:]), (ncols,))), True
+    return np.ascontiguousarray(np.broadcast_to(pw.reshape(pw.shape[-1:]), (ncols,)))
 
 
 def _bad_probs_error(x: np.ndarray, t: np.ndarray) -> None:
@@ -94,43 +106,26 @@ def _bad_probs_error(x: np.ndarray, t: np.ndarray) -> None:
 def _binary(op, logits, target, weight, pos_weight, alpha, gamma, reduction, num_threads,
             want_loss, grad_output, want_grad, out, name="logits"):
     x = as_float_array(logits, name)
-    dt = x.dtype
-    shape = x.shape
+    dt, shape = x.dtype, x.shape
     t = _elem_target(target, shape, dt)
     red = check_reduction(reduction)
-    w, w_rows = _weight(weight, shape, dt)
-    pw, has_pw = _pos_weight(pos_weight, shape, dt)
+    w = _weight(weight, shape, dt)
+    pw = _pos_weight(pos_weight, shape, dt)
+    scale, g_el = grad_output_rows(grad_output, red, shape, dt) if want_grad else (1.0, None)
+    opt = _core.BinaryOptions(op, reduction=red, alpha=alpha, gamma=gamma, grad_scale=scale)
     nt = _resolve(num_threads)
-    n_cols = shape[-1] if shape else 1
-    n_rows = x.size // n_cols if n_cols else (int(np.prod(shape[:-1])) if shape else 1)
+    dest = None
     if want_grad:
-        gs, g_el, has_g = grad_args(grad_output, red, shape, dt)
-        dest, out = grad_dest(out, shape, dt, x, t, others=(w, pw, g_el))
-        grad_flat = dest.reshape(-1)
-    else:
-        gs, g_el, has_g = 1.0, EMPTY[dt], False
-        dest, grad_flat = None, EMPTY[dt]
-    loss_el = np.empty(shape, dtype=dt) if (want_loss and red == "none") else None
-    tiles = n_rows * (-(-n_cols // _core.BINARY_TILE))
-    bad, total = _core.binary_loss(
-        x.reshape(-1), t.reshape(-1), n_rows, n_cols, _core.BINARY_OPS[op], w, w_rows,
-        pw, has_pw, alpha, gamma, _core.REDUCTION_CODES[red], gs, g_el, has_g,
-        loss_el.reshape(-1) if loss_el is not None else EMPTY[dt], loss_el is not None,
-        grad_flat, want_grad, np.empty(max(tiles, 1)), nt,
-    )
+        dest, out, (t, w, pw, g_el) = output_for(out, shape, dt, (x,), (t, w, pw, g_el))
+    loss = np.empty(shape, dtype=dt) if (want_loss and red == "none") else None
+    n_cols = shape[-1] if shape else 1
+    n_rows = math.prod(shape[:-1]) if shape else 1
+    bad, total = _core.binary_loss(x.reshape(n_rows, n_cols), t, w, pw, g_el, loss, dest, opt, nt)
     if bad:
         _bad_probs_error(x, t)
-    loss = None
     if want_loss:
-        if red == "none":
-            loss = loss_el
-        elif red == "sum":
-            loss = dt.type(total)
-        else:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                loss = dt.type(np.float64(total) / np.float64(x.size))
-    grad = finish_grad(dest, out) if want_grad else None
-    return loss, grad
+        loss = reduce_loss(loss, total, x.size, red, dt)
+    return loss, finish_output(dest, out) if want_grad else None
 
 
 # --------------------------------------------------------------------------- BCE with logits
@@ -201,7 +196,7 @@ def binary_cross_entropy_with_logits(
     >>> round(float(xent.binary_cross_entropy_with_logits(x, t)), 6)
     0.354306
     """
-    return _binary("logits", logits, target, weight, pos_weight, 0.0, 0.0, reduction,
+    return _binary("with_logits", logits, target, weight, pos_weight, 0.0, 0.0, reduction,
                    num_threads, True, None, False, None)[0]
 
 
@@ -247,7 +242,7 @@ def binary_cross_entropy_with_logits_grad(
     >>> xent.binary_cross_entropy_with_logits_grad(x, np.array([1.0, 0.0]), reduction="sum")
     array([-0.5       ,  0.88079708])
     """
-    return _binary("logits", logits, target, weight, pos_weight, 0.0, 0.0, reduction,
+    return _binary("with_logits", logits, target, weight, pos_weight, 0.0, 0.0, reduction,
                    num_threads, False, grad_output, True, out)[1]
 
 
@@ -289,7 +284,7 @@ def binary_cross_entropy_with_logits_and_grad(
     >>> grad
     array([-0.25      ,  0.44039854])
     """
-    return _binary("logits", logits, target, weight, pos_weight, 0.0, 0.0, reduction,
+    return _binary("with_logits", logits, target, weight, pos_weight, 0.0, 0.0, reduction,
                    num_threads, True, 1.0, True, out)
 
 
@@ -501,7 +496,7 @@ def sigmoid_focal_loss(
     array([0.000451, 0.175467])
     """
     a, g = _focal_opts(alpha, gamma)
-    return _binary("focal", logits, target, None, None, a, g, reduction,
+    return _binary("sigmoid_focal", logits, target, None, None, a, g, reduction,
                    num_threads, True, None, False, None)[0]
 
 
@@ -552,7 +547,7 @@ def sigmoid_focal_loss_grad(
     array([-0.125])
     """
     a, g = _focal_opts(alpha, gamma)
-    return _binary("focal", logits, target, None, None, a, g, reduction,
+    return _binary("sigmoid_focal", logits, target, None, None, a, g, reduction,
                    num_threads, False, grad_output, True, out)[1]
 
 
@@ -594,5 +589,5 @@ def sigmoid_focal_loss_and_grad(
     (dtype('float64'), (3,))
     """
     a, g = _focal_opts(alpha, gamma)
-    return _binary("focal", logits, target, None, None, a, g, reduction,
+    return _binary("sigmoid_focal", logits, target, None, None, a, g, reduction,
                    num_threads, True, 1.0, True, out)

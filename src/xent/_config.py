@@ -32,20 +32,22 @@ def _apply_simd_env() -> None:
 
 
 _PIN_ENV = "XENT_PIN_THREADS"
-# When the user asks OpenMP itself to bind threads, its binding is left alone.
-_OMP_BIND_ENV = ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY")
 
 
 def _apply_placement_env() -> None:
-    """Keep workers off the caller's CPU unless XENT_PIN_THREADS=0 or OpenMP binds."""
+    """Keep workers off the caller's CPU only if the user opts in with XENT_PIN_THREADS=1.
+
+    Off by default: OpenMP's workers are shared with other libraries in the process
+    (PyTorch), whose regions would then run on the restricted workers too.
+    """
     want = os.environ.get(_PIN_ENV, "").strip().lower()
-    if want in ("0", "false", "no", "off"):
+    if want in ("", "0", "false", "no", "off"):
         on = False
-    elif want in ("", "1", "true", "yes", "on"):
-        on = not any(os.environ.get(k) for k in _OMP_BIND_ENV)
+    elif want in ("1", "true", "yes", "on"):
+        on = True
     else:
         warnings.warn(f"{_PIN_ENV}={want!r} is not 0 or 1; ignored", RuntimeWarning, stacklevel=3)
-        on = not any(os.environ.get(k) for k in _OMP_BIND_ENV)
+        on = False
     _core.placement_select(on)
 
 
@@ -120,6 +122,6 @@ def show_config() -> None:
     print(f"  threads         {c['num_threads']} (OpenMP default {c['omp_max_threads']})")
     print(f"  simd            {c['simd_active']} (best supported: {c['simd_supported']}; "
           f"force with {_SIMD_ENV}=scalar|avx2|avx512)")
-    placement = ("off the calling thread's CPU" if c["worker_placement"]
+    placement = ("kept off the calling thread's CPU" if c["worker_placement"]
                  else "left to the OS / OpenMP")
     print(f"  workers         {placement} ({_PIN_ENV}=0|1)")

@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._kernels import _core
+from ._threads import DEFAULT as _DEFAULT_THREADS
 from ._threads import _resolve
 from ._validation import (
-    _REDUCTIONS,
-    as_float_array,
-    check_out,
+    as_array,
     check_reduction,
+    class_logits,
     class_targets,
     class_vector,
+    finish_output,
     grad_output_rows,
     integer_scalar,
+    output_for,
     raise_target_error,
     real_scalar,
-    same_buffer,
+    reduce_loss,
 )
 
 __all__ = [
@@ -34,169 +35,131 @@ __all__ = [
     "perplexity",
 ]
 
-
-class _Prepared(NamedTuple):
-    x: np.ndarray  # (N, C) contiguous logits
-    lead: tuple  # logits.shape[:-1]
-    target: np.ndarray | None  # (N,) int64 class targets
-    q: np.ndarray | None  # (N, C) probability targets
-    weight: np.ndarray | None
-    sample_weight: np.ndarray | None
-    ignore_index: int
-    reduction: str
-    label_smoothing: float
-    z_loss: float
-    softcap: float  # 0.0 when off
-    n_threads: int
-    orig: np.ndarray  # the converted logits in their original shape
-
-
-def _prepare(logits, target, *, weight, ignore_index, reduction, label_smoothing, z_loss,
-             softcap, sample_weight, num_threads, soft_ok=True, name="logits") -> _Prepared:
-    x = as_float_array(logits, name)
-    if x.ndim == 0:
-        raise ValueError(f"{name} must have a class axis: shape (..., C), got a 0-d array")
-    c = x.shape[-1]
-    lead = x.shape[:-1]
-    if c == 0:
-        raise ValueError(f"{name} has zero classes (shape {x.shape}); a loss needs C >= 1")
-    reduction = check_reduction(reduction)
-    ignore_index = integer_scalar(ignore_index, "ignore_index")
-    eps = real_scalar(label_smoothing, "label_smoothing")
-    if not 0.0 <= eps <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
-    z = real_scalar(z_loss, "z_loss")
-    if not (z >= 0.0 and math.isfinite(z)):
-        raise ValueError(f"z_loss must be a finite number >= 0, got {z_loss!r}")
-    if softcap is None:
-        cap = 0.0
-    else:
-        cap = real_scalar(softcap, "softcap")
-        if not (cap > 0.0 and math.isfinite(cap)):
-            raise ValueError(f"softcap must be a finite number > 0 (or None), got {softcap!r}")
-    t_arr = np.asarray(target)
-    q = t = None
-    if t_arr.dtype.kind == "f":
-        if not soft_ok:
-            raise TypeError(
-                f"target must hold integer class indices for this function, got floating "
-                f"dtype {t_arr.dtype}"
-            )
-        if t_arr.shape != x.shape:
-            raise ValueError(
-                f"probability target has shape {t_arr.shape}, expected the logits' shape "
-                f"{x.shape}"
-            )
-        if ignore_index != -100:
-            raise ValueError(
-                "ignore_index is only applicable when the target contains class indices "
-                f"(got probability targets and ignore_index={ignore_index})"
-            )
-        q = np.ascontiguousarray(t_arr, dtype=x.dtype).reshape(-1, c)
-    else:
-        t = class_targets(t_arr, lead, n_classes=c).reshape(-1)
-    w = class_vector(weight, c, x.dtype, "weight")
-    sw = None
-    if sample_weight is not None:
-        sw_arr = np.asarray(sample_weight)
-        if sw_arr.dtype.kind not in "iuf" or sw_arr.dtype.kind == "b":
-            raise TypeError(f"sample_weight must be real, got dtype {sw_arr.dtype}")
-        if sw_arr.shape != lead:
-            raise ValueError(
-                f"sample_weight has shape {sw_arr.shape}, expected logits.shape[:-1] = {lead}"
-            )
-        sw = np.ascontiguousarray(sw_arr, dtype=x.dtype).reshape(-1)
-    return _Prepared(x.reshape(-1, c), lead, t, q, w, sw, ignore_index, reduction, eps, z, cap,
-                     _resolve(num_threads), x)
-
-
-def _run(p: _Prepared, grad, grad_scale=1.0, grad_rows=None, nll=False):
-    """Call the kernel; returns the loss as the reduction asks."""
-    n = p.x.shape[0]
-    loss_rows = np.empty(n, dtype=np.float64)
-    kernel = _core.ce_rows_f32 if p.x.dtype == np.float32 else _core.ce_rows_f64
-    bad, total, denom = kernel(
-        p.x, p.target, p.q, p.weight, p.sample_weight, grad_rows, float(grad_scale),
-        p.ignore_index, p.label_smoothing, p.z_loss, p.softcap, p.reduction == "mean",
-        loss_rows, grad, p.n_threads, nll,
-    )
-    if bad:
-        raise_target_error(p.target, p.x.shape[1], p.ignore_index)
-    return _reduced(loss_rows, total, denom, p.reduction, p.x.dtype, p.lead)
-
-
-def _reduced(loss_rows, total, denom, reduction, dtype, lead):
-    """The loss the reduction asks for, from the kernel's rows and totals."""
-    if reduction == "none":
-        return loss_rows.astype(dtype, copy=False).reshape(lead)
-    dt = dtype.type
-    if reduction == "sum":
-        return dt(total)
-    if denom != 0.0:
-        return dt(total / denom)  # IEEE division, as NumPy's
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return dt(np.float64(total) / np.float64(denom))
-
-
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _I64 = np.dtype(np.int64)
 
 
-def _plain(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
-           sample_weight, num_threads, out, want_grad):
-    """The default-options call on canonical arrays, without the general validation.
+def _checked_options(reduction, ignore_index, label_smoothing, z_loss, softcap):
+    """The scalar options, validated; at the defaults each check is one comparison."""
+    if type(reduction) is not str or reduction not in ("mean", "sum", "none"):
+        reduction = check_reduction(reduction)
+    if type(ignore_index) is not int:
+        ignore_index = integer_scalar(ignore_index, "ignore_index")
+    if type(label_smoothing) is not float or label_smoothing != 0.0:
+        eps = real_scalar(label_smoothing, "label_smoothing")
+        if not 0.0 <= eps <= 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+        label_smoothing = eps
+    if type(z_loss) is not float or z_loss != 0.0:
+        z = real_scalar(z_loss, "z_loss")
+        if not (z >= 0.0 and math.isfinite(z)):
+            raise ValueError(f"z_loss must be a finite number >= 0, got {z_loss!r}")
+        z_loss = z
+    cap = 0.0
+    if softcap is not None:
+        cap = real_scalar(softcap, "softcap")
+        if not (cap > 0.0 and math.isfinite(cap)):
+            raise ValueError(f"softcap must be a finite number > 0 (or None), got {softcap!r}")
+    return reduction, ignore_index, label_smoothing, z_loss, cap
 
-    For (N, C) C-contiguous float32/float64 logits, (N,) contiguous int64 targets and
-    every option at its default (``out`` None or the logits), returns ``(loss,
-    grad)``; otherwise None, and the caller takes the general path.  A per-token
-    serving call spends most of its time in Python, and after an idle pause every
-    helper it touches costs microseconds of cold caches (measured: 1 x 32000
-    fused call 274 us after a 30 ms pause, 21 us without).
+
+def _targets(target, x, ignore_index, soft_ok):
+    """(class targets (N,), probability targets (N, C)): one of them is None."""
+    c = x.shape[-1]
+    t = as_array(target, "target")
+    if t.dtype.kind != "f":
+        return class_targets(t, x.shape[:-1], n_classes=c).reshape(-1), None
+    if not soft_ok:
+        raise TypeError(
+            f"target must hold integer class indices for this function, got floating "
+            f"dtype {t.dtype}"
+        )
+    if t.shape != x.shape:
+        raise ValueError(
+            f"probability target has shape {t.shape}, expected the logits' shape {x.shape}"
+        )
+    if ignore_index != -100:
+        raise ValueError(
+            "ignore_index is only applicable when the target contains class indices "
+            f"(got probability targets and ignore_index={ignore_index})"
+        )
+    return None, np.ascontiguousarray(t, dtype=x.dtype).reshape(-1, c)
+
+
+def _sample_weight(sample_weight, lead, dtype):
+    if sample_weight is None:
+        return None
+    sw = as_array(sample_weight, "sample_weight")
+    if sw.dtype.kind not in "iuf" or sw.dtype.kind == "b":
+        raise TypeError(f"sample_weight must be real, got dtype {sw.dtype}")
+    if sw.shape != lead:
+        raise ValueError(f"sample_weight has shape {sw.shape}, expected logits.shape[:-1] = {lead}")
+    return np.ascontiguousarray(sw, dtype=dtype).reshape(-1)
+
+
+_DEFAULT_OPTIONS = {r: _core.CEOptions(reduction=r) for r in ("mean", "sum", "none")}
+
+
+def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss,
+                   softcap, sample_weight, num_threads, want_grad=False, grad_output=1.0,
+                   out=None, nll=False, class_only=False, name="logits"):
+    """The one call path of the family: validate, run the kernel, reduce.
+
+    The arguments are positional, in the public functions' order (a keyword call
+    costs more than the kernel on a small input).  Returns ``(loss, grad)``: the
+    loss as `reduction` asks (``"total"`` also
+    accepted: ``(sum, mean denominator)`` as float64, for perplexity), and the
+    gradient (None unless `want_grad`), written to `out` under the overlap policy
+    of :func:`xent._validation.output_for` (``out=logits`` works in place).
+
+    Each argument is checked by one inline test for its common form (a C-contiguous
+    float32/float64 array, int64 targets, default options) before its validation
+    helper: a per-token serving call spends most of its time here, and after an
+    idle pause every helper it touches costs microseconds of cold caches.
     """
-    if not (type(logits) is np.ndarray and type(target) is np.ndarray and weight is None
-            and softcap is None and sample_weight is None
-            and type(ignore_index) is int and ignore_index == -100
+    x = logits
+    if (type(x) is not np.ndarray or (x.dtype is not _F32 and x.dtype is not _F64)
+            or x.ndim == 0 or x.shape[-1] == 0 or not x.flags.c_contiguous):
+        x = class_logits(logits, name)
+    lead, c, dt = x.shape[:-1], x.shape[-1], x.dtype
+    total_only = reduction == "total"
+    if (type(reduction) is str and reduction in _DEFAULT_OPTIONS and type(ignore_index) is int
             and type(label_smoothing) is float and label_smoothing == 0.0
-            and type(z_loss) is float and z_loss == 0.0
-            and type(reduction) is str and reduction in _REDUCTIONS
-            and (out is None or out is logits) and logits.ndim == 2):
-        return None
-    dt = logits.dtype
-    n, c = logits.shape
-    if ((dt is not _F32 and dt is not _F64) or target.dtype is not _I64 or n == 0 or c == 0
-            or target.shape != (n,) or target.strides != (8,)
-            or logits.strides != (c * dt.itemsize, dt.itemsize)
-            or (out is not None and not logits.flags.writeable)):
-        return None
-    grad = (logits if out is not None else np.empty((n, c), dt)) if want_grad else None
-    loss_rows = np.empty(n, dtype=np.float64)
-    kernel = _core.ce_rows_f32 if dt is _F32 else _core.ce_rows_f64
-    bad, total, denom = kernel(logits, target, None, None, None, None, 1.0, -100, 0.0, 0.0, 0.0,
-                               reduction == "mean", loss_rows, grad, _resolve(num_threads),
-                               False)
+            and type(z_loss) is float and z_loss == 0.0 and softcap is None):
+        red, ign, eps, z, cap = reduction, ignore_index, 0.0, 0.0, 0.0
+    else:
+        red, ign, eps, z, cap = _checked_options("sum" if total_only else reduction,
+                                                 ignore_index, label_smoothing, z_loss, softcap)
+    if type(target) is np.ndarray and target.dtype is _I64 and target.shape == lead:
+        t, q = (target if target.flags.c_contiguous else np.ascontiguousarray(target)), None
+    else:
+        t, q = _targets(target, x, ign, soft_ok=not (nll or class_only))
+    scale, g_rows = 1.0, None
+    if want_grad and (type(grad_output) is not float or grad_output != 1.0):
+        scale, g_rows = grad_output_rows(grad_output, red, lead, dt)
+    w = None if weight is None else class_vector(weight, c, dt, "weight")
+    sw = None if sample_weight is None else _sample_weight(sample_weight, lead, dt)
+    if scale == 1.0 and eps == 0.0 and z == 0.0 and cap == 0.0 and ign == -100:
+        opt = _DEFAULT_OPTIONS[red]
+    else:
+        opt = _core.CEOptions(ignore_index=ign, label_smoothing=eps, z_loss=z, softcap=cap,
+                              reduction=red, grad_scale=scale)
+    nt = _DEFAULT_THREADS[0] if num_threads is None else _resolve(num_threads)
+    dest = None
+    if want_grad:
+        dest, out, (t, q, w, sw, g_rows) = output_for(out, x.shape, dt, (x,),
+                                                      (t, q, w, sw, g_rows))
+    loss_rows = np.empty(lead, dtype=np.float64)
+    bad, total, denom = _core.ce_rows(
+        x if x.ndim == 2 else x.reshape(-1, c), t, q, w, sw, g_rows, loss_rows,
+        dest if dest is None or dest.ndim == 2 else dest.reshape(-1, c), opt, nt, nll)
     if bad:
-        raise_target_error(target, c, -100)
-    return _reduced(loss_rows, total, denom, reduction, dt, (n,)), grad
-
-
-def _grad_buffer(p: _Prepared, out):
-    """The array the kernel writes the gradient into, and the array to return."""
-    if out is None:
-        g = np.empty(p.orig.shape, dtype=p.x.dtype)
-        return g, g
-    check_out(out, p.orig.shape, p.x.dtype)
-    if out is p.orig:  # in place
-        return out, out
-    if np.may_share_memory(out, p.orig) and not same_buffer(out, p.orig):
-        return np.empty(p.orig.shape, dtype=p.x.dtype), out  # partial overlap: compute aside
-    return out, out
-
-
-def _finish_grad(g, ret):
-    if g is not ret:
-        np.copyto(ret, g)
-    return ret
+        raise_target_error(t, c, ign)
+    grad = dest if out is None or dest is out else finish_output(dest, out)
+    if total_only:
+        return (total, denom), grad
+    return reduce_loss(loss_rows, total, denom, red, dt), grad
 
 
 _OPTIONS_DOC = """weight : array_like of shape (C,), optional
@@ -280,10 +243,14 @@ def cross_entropy(
     Notes
     -----
     Per row, ``loss = (m - x[target]) + log1p(sum(exp(x - m)) - 1)`` with ``m``
-    the row's maximum, evaluated in double precision from float32 inputs
-    (exponentials summed in float32 lanes over chunks of 2048 classes, chunks in
-    float64, the maxima's exact ones counted apart), so that the small losses of
-    confident predictions keep their relative accuracy. A ``"mean"``
+    the row's maximum and the maxima's exact ones counted apart from the other
+    exponentials, so that the small losses of confident predictions keep their
+    relative accuracy. For more than 32 classes (and on the scalar SIMD path) the
+    exponentials are summed in the input's precision over chunks of 2048 classes
+    and in float64 across chunks, and the loss is formed in float64; for 32
+    classes or fewer, rows are processed a vector at a time in the input's
+    precision (float32 for float32 logits). Both stay within the documented
+    accuracy (1e-5 relative in float32). A ``"mean"``
     over zero non-ignored targets is NaN, as in PyTorch. A row holding ``+inf``
     or NaN gives NaN, as in PyTorch. Per-row losses and reductions are bitwise
     identical for any number of threads.
@@ -301,14 +268,8 @@ def cross_entropy(
     >>> float(xent.cross_entropy(logits, np.array([0, -100])))  # ignored row
     0.4170...
     """
-    fast = _plain(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss,
-                  softcap, sample_weight, num_threads, None, False)
-    if fast is not None:
-        return fast[0]
-    p = _prepare(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
-                 label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
-                 sample_weight=sample_weight, num_threads=num_threads)
-    return _run(p, None)
+    return _cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing,
+                          z_loss, softcap, sample_weight, num_threads)[0]
 
 
 def cross_entropy_grad(
@@ -361,13 +322,8 @@ def cross_entropy_grad(
     >>> xent.cross_entropy_grad(logits, np.array([0]))
     array([[-0.34099886,  0.24243297,  0.09856589]])
     """
-    p = _prepare(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
-                 label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
-                 sample_weight=sample_weight, num_threads=num_threads)
-    scale, rows = grad_output_rows(grad_output, p.reduction, p.lead, p.x.dtype)
-    g, ret = _grad_buffer(p, out)
-    _run(p, g.reshape(p.x.shape), scale, None if rows is None else rows.reshape(-1))
-    return _finish_grad(g, ret)
+    return _cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing,
+                          z_loss, softcap, sample_weight, num_threads, True, grad_output, out)[1]
 
 
 def cross_entropy_and_grad(
@@ -428,16 +384,8 @@ def cross_entropy_and_grad(
     >>> g is buf
     True
     """
-    fast = _plain(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss,
-                  softcap, sample_weight, num_threads, out, True)
-    if fast is not None:
-        return fast
-    p = _prepare(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
-                 label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
-                 sample_weight=sample_weight, num_threads=num_threads)
-    g, ret = _grad_buffer(p, out)
-    loss = _run(p, g.reshape(p.x.shape), 1.0, None)
-    return loss, _finish_grad(g, ret)
+    return _cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing,
+                          z_loss, softcap, sample_weight, num_threads, True, 1.0, out)
 
 
 for _f in (cross_entropy, cross_entropy_grad, cross_entropy_and_grad):
@@ -453,11 +401,9 @@ _NLL_DOC = """weight : array_like of shape (C,), optional
         OpenMP threads; ``None`` uses ``xent.get_num_threads()``."""
 
 
-def _prepare_nll(log_probs, target, weight, ignore_index, reduction, num_threads):
-    return _prepare(log_probs, target, weight=weight, ignore_index=ignore_index,
-                    reduction=reduction, label_smoothing=0.0, z_loss=0.0, softcap=None,
-                    sample_weight=None, num_threads=num_threads, soft_ok=False,
-                    name="log_probs")
+def _nll(log_probs, target, weight, ignore_index, reduction, num_threads, **grad):
+    return _cross_entropy(log_probs, target, weight, ignore_index, reduction, 0.0, 0.0, None,
+                          None, num_threads, nll=True, name="log_probs", **grad)
 
 
 def nll_loss(
@@ -500,8 +446,7 @@ def nll_loss(
     >>> xent.nll_loss(lp, np.array([0, 2]), reduction="none")
     array([0.35667494, 0.22314355])
     """
-    p = _prepare_nll(log_probs, target, weight, ignore_index, reduction, num_threads)
-    return _run(p, None, nll=True)
+    return _nll(log_probs, target, weight, ignore_index, reduction, num_threads)[0]
 
 
 def nll_loss_grad(
@@ -541,11 +486,8 @@ def nll_loss_grad(
     array([[-0.5,  0. ,  0. ],
            [ 0. ,  0. , -0.5]])
     """
-    p = _prepare_nll(log_probs, target, weight, ignore_index, reduction, num_threads)
-    scale, rows = grad_output_rows(grad_output, p.reduction, p.lead, p.x.dtype)
-    g, ret = _grad_buffer(p, out)
-    _run(p, g.reshape(p.x.shape), scale, None if rows is None else rows.reshape(-1), nll=True)
-    return _finish_grad(g, ret)
+    return _nll(log_probs, target, weight, ignore_index, reduction, num_threads,
+                want_grad=True, grad_output=grad_output, out=out)[1]
 
 
 def nll_loss_and_grad(
@@ -582,10 +524,8 @@ def nll_loss_and_grad(
     >>> round(float(loss), 6), grad.tolist()
     (0.693147, [[0.0, -1.0]])
     """
-    p = _prepare_nll(log_probs, target, weight, ignore_index, reduction, num_threads)
-    g, ret = _grad_buffer(p, out)
-    loss = _run(p, g.reshape(p.x.shape), 1.0, None, nll=True)
-    return loss, _finish_grad(g, ret)
+    return _nll(log_probs, target, weight, ignore_index, reduction, num_threads,
+                want_grad=True, out=out)
 
 
 for _f in (nll_loss, nll_loss_grad, nll_loss_and_grad):
@@ -628,17 +568,9 @@ def perplexity(
     >>> round(float(xent.perplexity(logits, tokens)), 4)
     10.0
     """
-    p = _prepare(logits, target, weight=None, ignore_index=ignore_index, reduction="sum",
-                 label_smoothing=0.0, z_loss=0.0, softcap=None, sample_weight=None,
-                 num_threads=num_threads, soft_ok=False)
-    n = p.x.shape[0]
-    loss_rows = np.empty(n, dtype=np.float64)
-    kernel = _core.ce_rows_f32 if p.x.dtype == np.float32 else _core.ce_rows_f64
-    bad, total, denom = kernel(
-        p.x, p.target, None, None, None, None, 1.0, p.ignore_index, 0.0, 0.0, 0.0, False,
-        loss_rows, None, p.n_threads,
-    )
-    if bad:
-        raise_target_error(p.target, p.x.shape[1], p.ignore_index)
+    (total, denom), _ = _cross_entropy(
+        logits, target, weight=None, ignore_index=ignore_index, reduction="total",
+        label_smoothing=0.0, z_loss=0.0, softcap=None, sample_weight=None,
+        num_threads=num_threads, class_only=True)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return np.exp(np.float64(total) / np.float64(denom))

@@ -7,8 +7,16 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._kernels import _core
 from ._threads import _resolve
-from ._validation import as_float_array, check_reduction
-from ._variant_utils import EMPTY, class_logits, finish_grad, grad_args, grad_dest, positive
+from ._validation import (
+    as_float_array,
+    check_reduction,
+    class_logits,
+    finish_output,
+    grad_output_rows,
+    output_for,
+    positive,
+    reduce_loss,
+)
 
 __all__ = ["kl_div_with_logits", "kl_div_with_logits_grad", "kl_div_with_logits_and_grad"]
 
@@ -18,43 +26,29 @@ _KL_REDUCTIONS = ("none", "mean", "sum", "batchmean")
 def _kl(student, teacher, temperature, reduction, num_threads, want_loss, grad_output,
         want_grad, out):
     s = class_logits(student, "student_logits")
-    dt = s.dtype
+    dt, lead, c = s.dtype, s.shape[:-1], s.shape[-1]
     t = as_float_array(teacher, "teacher_logits")
     if t.shape != s.shape:
         raise ValueError(
             f"teacher_logits has shape {t.shape}, expected the student_logits shape {s.shape}"
         )
     t = np.ascontiguousarray(t, dtype=dt)
-    temp = positive(temperature, "temperature")
     red = check_reduction(reduction, _KL_REDUCTIONS)
+    scale, g_rows = grad_output_rows(grad_output, red, lead, dt) if want_grad else (1.0, None)
+    opt = _core.KLOptions(temperature=positive(temperature, "temperature"), reduction=red,
+                          grad_scale=scale)
     nt = _resolve(num_threads)
-    lead = s.shape[:-1]
-    c = s.shape[-1]
-    n = s.size // c
+    dest = None
     if want_grad:
-        gs, g_rows, has_g = grad_args(grad_output, red, lead, dt)
-        dest, out = grad_dest(out, s.shape, dt, s, t, others=(g_rows,))
-        grad_flat = dest.reshape(-1)
-    else:
-        gs, g_rows, has_g = 1.0, EMPTY[dt], False
-        dest, grad_flat = None, EMPTY[dt]
-    rows = np.empty(lead, dtype=dt) if want_loss else EMPTY[dt]
-    total = _core.kl_rows(
-        s.reshape(-1), t.reshape(-1), n, c, temp, _core.REDUCTION_CODES[red], gs,
-        g_rows, has_g, rows.reshape(-1), want_loss, grad_flat, want_grad, nt,
-    )
+        dest, out, (t, g_rows) = output_for(out, s.shape, dt, (s,), (t, g_rows))
+    rows = np.empty(lead, dtype=dt) if want_loss else None
+    total = _core.kl_rows(s.reshape(-1, c), t, g_rows, rows,
+                          None if dest is None else dest.reshape(-1, c), opt, nt)
     loss = None
     if want_loss:
-        if red == "none":
-            loss = rows
-        elif red == "sum":
-            loss = dt.type(total)
-        else:
-            denom = n * c if red == "mean" else n
-            with np.errstate(invalid="ignore", divide="ignore"):
-                loss = dt.type(np.float64(total) / np.float64(denom))
-    grad = finish_grad(dest, out) if want_grad else None
-    return loss, grad
+        n = rows.size
+        loss = reduce_loss(rows, total, n * c if red == "mean" else n, red, dt)
+    return loss, finish_output(dest, out) if want_grad else None
 
 
 def kl_div_with_logits(

@@ -9,13 +9,18 @@ from ._kernels import _core
 from ._threads import _resolve
 from ._validation import (
     check_reduction,
+    class_logits,
     class_targets,
     class_vector,
+    finish_output,
+    grad_output_rows,
     integer_scalar,
+    nonneg,
+    output_for,
     raise_target_error,
     real_scalar,
+    reduce_loss,
 )
-from ._variant_utils import EMPTY, class_logits, finish_grad, grad_args, grad_dest, nonneg
 
 __all__ = ["focal_loss", "focal_loss_grad", "focal_loss_and_grad"]
 
@@ -23,47 +28,30 @@ __all__ = ["focal_loss", "focal_loss_grad", "focal_loss_and_grad"]
 def _focal(logits, target, gamma, alpha, ignore_index, reduction, num_threads,
            want_loss, grad_output, want_grad, out):
     x = class_logits(logits)
-    dt = x.dtype
-    lead = x.shape[:-1]
-    c = x.shape[-1]
-    t = class_targets(target, lead)
-    g = nonneg(gamma, "gamma")
-    ign = integer_scalar(ignore_index, "ignore_index")
+    dt, lead, c = x.dtype, x.shape[:-1], x.shape[-1]
+    t = class_targets(target, lead).reshape(-1)
     red = check_reduction(reduction)
-    if alpha is None:
-        a_s, a_c, has_a = 1.0, EMPTY[dt], False
-    elif np.ndim(alpha) == 0:
-        a_s, a_c, has_a = real_scalar(alpha, "alpha"), EMPTY[dt], False
-    else:
-        a_s, a_c, has_a = 1.0, class_vector(alpha, c, dt, "alpha"), True
+    ign = integer_scalar(ignore_index, "ignore_index")
+    alpha_s, alpha_c = 1.0, None
+    if alpha is not None and np.ndim(alpha) == 0:
+        alpha_s = real_scalar(alpha, "alpha")
+    elif alpha is not None:
+        alpha_c = class_vector(alpha, c, dt, "alpha")
+    scale, g_rows = grad_output_rows(grad_output, red, lead, dt) if want_grad else (1.0, None)
+    opt = _core.FocalOptions(gamma=nonneg(gamma, "gamma"), alpha=alpha_s, ignore_index=ign,
+                             reduction=red, grad_scale=scale)
     nt = _resolve(num_threads)
+    dest = None
     if want_grad:
-        gs, g_rows, has_g = grad_args(grad_output, red, lead, dt)
-        dest, out = grad_dest(out, x.shape, dt, x, others=(t, a_c, g_rows))
-        grad_flat = dest.reshape(-1)
-    else:
-        gs, g_rows, has_g = 1.0, EMPTY[dt], False
-        dest, grad_flat = None, EMPTY[dt]
-    rows = np.empty(lead, dtype=dt) if want_loss else EMPTY[dt]
-    n = t.size
-    bad, total, count = _core.focal_rows(
-        x.reshape(-1), t.reshape(-1), n, c, g, a_s, a_c, has_a, ign,
-        _core.REDUCTION_CODES[red], gs, g_rows, has_g,
-        rows.reshape(-1), want_loss, grad_flat, want_grad, nt,
-    )
+        dest, out, (t, alpha_c, g_rows) = output_for(out, x.shape, dt, (x,),
+                                                     (t, alpha_c, g_rows))
+    rows = np.empty(lead, dtype=dt) if want_loss else None
+    bad, total, count = _core.focal_rows(x.reshape(-1, c), t, alpha_c, g_rows, rows,
+                                         None if dest is None else dest.reshape(-1, c), opt, nt)
     if bad:
         raise_target_error(t, c, ign)
-    loss = None
-    if want_loss:
-        if red == "none":
-            loss = rows
-        elif red == "sum":
-            loss = dt.type(total)
-        else:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                loss = dt.type(np.float64(total) / np.float64(count))
-    grad = finish_grad(dest, out) if want_grad else None
-    return loss, grad
+    loss = reduce_loss(rows, total, count, red, dt) if want_loss else None
+    return loss, finish_output(dest, out) if want_grad else None
 
 
 def focal_loss(

@@ -7,8 +7,12 @@ from numpy.typing import ArrayLike
 
 from ._kernels import _core
 from ._threads import _resolve
-from ._validation import class_targets, integer_scalar, raise_target_error
-from ._variant_utils import class_logits
+from ._validation import (
+    class_logits,
+    class_targets,
+    integer_scalar,
+    raise_target_error,
+)
 
 __all__ = ["expected_calibration_error"]
 
@@ -85,11 +89,8 @@ def expected_calibration_error(
         raise ValueError(f"n_bins must be >= 1, got {nb}")
     ign = integer_scalar(ignore_index, "ignore_index")
     nt = _resolve(num_threads)
-    n = t.size
-    bad, ece = _core.ece_rows(
-        x.reshape(-1), t.reshape(-1), n, c, ign, nb, np.empty(n), np.empty(n, np.int64),
-        np.empty(nb), np.empty(nb), np.empty(nb, np.int64), nt,
-    )
+    bad, ece = _core.ece_rows(x.reshape(-1, c), t.reshape(-1),
+                              _core.ECEOptions(n_bins=nb, ignore_index=ign), nt)
     if bad:
         raise_target_error(t, c, ign)
     return np.float64(ece)

@@ -206,20 +206,9 @@ def token_scores(
     rank = None if t is None else np.empty(lead, dtype=np.int64)
     top_lp = np.empty(lead + (k,), dtype=dt)
     top_ix = np.empty(lead + (k,), dtype=np.int64)
-    n = lse.size
-    bad = _core.token_scores_rows(
-        arr.reshape(n, c),
-        None if t is None else t.reshape(n),
-        ign,
-        temp,
-        lse.reshape(n),
-        ent.reshape(n),
-        None if lp is None else lp.reshape(n),
-        None if rank is None else rank.reshape(n),
-        top_lp.reshape(n, k),
-        top_ix.reshape(n, k),
-        nt,
-    )
+    opt = _core.ScoresOptions(top_k=k, temperature=temp, ignore_index=ign)
+    bad = _core.token_scores_rows(arr.reshape(-1, c), None if t is None else t.reshape(-1),
+                                  lse, ent, lp, rank, top_lp, top_ix, opt, nt)
     if bad:
         raise_target_error(t, c, ign)
     return TokenScores(lse, ent, lp, rank, top_lp, top_ix)

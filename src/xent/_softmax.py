@@ -9,7 +9,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._kernels import _core
 from ._threads import _resolve
-from ._validation import as_float_array, check_out, normalize_axis, same_buffer
+from ._validation import as_float_array, finish_output, normalize_axis, output_for
 
 __all__ = ["logsumexp", "softmax", "log_softmax"]
 
@@ -95,46 +95,33 @@ def logsumexp(
         shape = arr.shape[:ax] + (1,) + arr.shape[ax + 1 :]
     else:
         shape = arr.shape[:ax] + arr.shape[ax + 1 :]
-    if out is None:
-        out = np.empty(shape, dtype=arr.dtype)
-    else:
-        check_out(out, shape, arr.dtype)
+    dest, out, (rows,) = output_for(out, shape, arr.dtype, (), (rows,))
     c = rows.shape[-1]
     n = math.prod(rows.shape[:-1])  # not reshape(-1, c): that fails when c == 0
-    _core.logsumexp_rows(rows.reshape(n, c), out.reshape(-1), nt)
-    return out
+    _core.rows("logsumexp", rows.reshape(n, c), dest, nt)
+    return finish_output(dest, out)
 
 
 def _softmax_impl(x, axis, out, num_threads, log: bool):
+    op = "log_softmax" if log else "softmax"
     arr = as_float_array(x, "x")
     nt = _resolve(num_threads)
     scalar = arr.ndim == 0
     work = arr.reshape(1) if scalar else arr
     ax = normalize_axis(axis, work.ndim)
-    if out is not None:
-        check_out(out, arr.shape, arr.dtype)
-    c = work.shape[-1] if work.ndim else 1
     if ax == work.ndim - 1:
-        if out is None:
-            dest = np.empty(arr.shape, dtype=arr.dtype)
-        elif np.may_share_memory(out, arr) and not same_buffer(out, arr):
-            dest = np.empty(arr.shape, dtype=arr.dtype)  # partial overlap: no aliasing games
-        else:
-            dest = out
+        dest, out, _ = output_for(out, arr.shape, arr.dtype, (arr,))
+        c = work.shape[-1]
         n = math.prod(work.shape[:-1])  # not reshape(-1, c): that fails when c == 0
-        _core.softmax_rows(work.reshape(n, c), dest.reshape(n, c), nt, log)
-    else:
-        rows = _rows_last(work, ax)
-        c = rows.shape[-1]
-        if np.may_share_memory(rows, work):  # moveaxis over a length-1 axis is a view
-            rows = rows.copy()
-        flat = rows.reshape(math.prod(rows.shape[:-1]), c)
-        _core.softmax_rows(flat, flat, nt, log)
-        dest = np.ascontiguousarray(np.moveaxis(rows, -1, ax)).reshape(arr.shape)
-    if out is not None and dest is not out:
-        np.copyto(out, dest)
-        return out
-    return dest
+        _core.rows(op, work.reshape(n, c), dest, nt)
+        return finish_output(dest, out)
+    # another axis: the kernel works in place on a private last-axis copy
+    dest, out, _ = output_for(out, arr.shape, arr.dtype)
+    rows = np.moveaxis(work, ax, -1).copy(order="C")
+    flat = rows.reshape(math.prod(rows.shape[:-1]), rows.shape[-1])
+    _core.rows(op, flat, flat, nt)
+    np.copyto(dest.reshape(work.shape), np.moveaxis(rows, -1, ax))
+    return finish_output(dest, out)
 
 
 def softmax(

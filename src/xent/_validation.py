@@ -7,6 +7,7 @@ buffers, matching shapes and dtypes, writable outputs.
 
 from __future__ import annotations
 
+import math
 import operator
 
 import numpy as np
@@ -19,28 +20,58 @@ except ImportError:  # pragma: no cover
 _REDUCTIONS = ("none", "mean", "sum")
 
 
-def as_float_array(x, name: str = "logits") -> np.ndarray:
-    """Return `x` as a C-contiguous float32/float64 array (float16 -> float32).
+def as_array(x, name: str) -> np.ndarray:
+    """``np.asarray(x)``, refusing masked arrays (their masks would be silently dropped)."""
+    if type(x) is np.ndarray:
+        return x
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array; xent does not support masks (they would be "
+            f"ignored): pass {name}.filled(value) or select the unmasked entries"
+        )
+    return np.asarray(x)
 
-    Integer, bool, complex and object inputs raise TypeError naming the dtype.
-    Other real floating types (longdouble) are computed in float64.
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
+def as_float_array(x, name: str = "logits") -> np.ndarray:
+    """Return `x` as a C-contiguous, native-endian float32/float64 array.
+
+    float16 is computed in float32, other real floating types (longdouble) in
+    float64, and non-native byte orders in the same precision.  Integer, bool,
+    complex and object inputs raise TypeError naming the dtype.
     """
-    arr = np.asarray(x)
+    arr = as_array(x, name)
     dt = arr.dtype
-    if dt == np.float32 or dt == np.float64:
+    if dt is _F32 or dt is _F64 or dt == _F32 or dt == _F64:
         if arr.flags.c_contiguous:
             return arr
-    elif dt == np.float16:
-        arr = arr.astype(np.float32)
-    elif dt.kind == "f":
-        arr = arr.astype(np.float64)
-    else:
+        return np.ascontiguousarray(arr)
+    if dt.kind != "f":
         raise TypeError(
             f"{name} must be a real floating-point array (float16/32/64), got dtype {dt}"
         )
-    if not arr.flags.c_contiguous:
-        arr = np.ascontiguousarray(arr)
-    return arr
+    if dt.itemsize == 4:
+        target = _F32  # e.g. big-endian '>f4'
+    elif dt.itemsize == 8:
+        target = _F64
+    elif dt.itemsize == 2:
+        target = _F32  # float16 computes in float32
+    else:
+        target = _F64  # longdouble
+    return np.ascontiguousarray(arr, dtype=target)
+
+
+def class_logits(logits, name: str = "logits") -> np.ndarray:
+    """Logits of shape (..., C) with C >= 1 (losses and metrics over C == 0 raise)."""
+    x = as_float_array(logits, name)
+    if x.ndim == 0:
+        raise ValueError(f"{name} is a 0-d array: it needs a class axis, shape (..., C)")
+    if x.shape[-1] == 0:
+        raise ValueError(f"{name} has shape {x.shape}: the class axis is empty (C == 0)")
+    return x
 
 
 def normalize_axis(axis, ndim: int) -> int:
@@ -77,6 +108,71 @@ def same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
     )
 
 
+def output_for(out, shape: tuple, dtype, inplace=(), reads=()):
+    """Where a kernel writes a result the caller may have asked to go to `out`.
+
+    One overlap policy for every function, NumPy's ufunc rule: the result is as if
+    every operand sharing memory with `out` had been copied before the call.
+
+    - `inplace`: operands the kernel may overwrite element for element (it reads
+      each element before writing it), i.e. the logits.  `out` being exactly one
+      of them (same start and size) is the documented in-place form: no copy.
+      `out` overlapping one of them in any other way makes the kernel write into
+      a fresh array that is copied into `out` afterwards (:func:`finish_output`).
+    - `reads`: every other array the kernel reads (None allowed).  One that may
+      share memory with the array the kernel writes is replaced by a copy, so it
+      is read as it was before the call.
+
+    Returns ``(dest, out, reads)``: the array the kernel writes, the checked user
+    array (or None), and `reads` with overlapping operands copied.
+    """
+    if out is None:
+        return np.empty(shape, dtype=dtype), None, reads
+    if inplace and out is inplace[0]:  # the documented in-place form: already the right array
+        if not out.flags.writeable:
+            raise ValueError("out must be writable")
+    else:
+        check_out(out, shape, dtype)
+    dest = out
+    for a in inplace:
+        if a is not out and np.may_share_memory(out, a) and not same_buffer(out, a):
+            dest = np.empty(shape, dtype=dtype)  # a partial overlap: compute aside
+            break
+    if dest is out:
+        for r in reads:
+            if r is not None and np.may_share_memory(out, r):
+                reads = tuple(None if a is None else a.copy() if np.may_share_memory(out, a)
+                              else a for a in reads)
+                break
+    return dest, out, reads
+
+
+def finish_output(dest: np.ndarray, out):
+    """The array to return: `out` (filled from `dest` if the kernel wrote aside) or `dest`."""
+    if out is not None and dest is not out:
+        np.copyto(out, dest)
+        return out
+    return dest
+
+
+def reduce_loss(rows: np.ndarray, total: float, denom: float, reduction: str, dtype: np.dtype):
+    """The loss a reduction asks for, in the computation dtype.
+
+    ``"none"``: the per-row (or per-element) losses `rows` as `dtype`; ``"sum"``:
+    `total`; ``"mean"`` / ``"batchmean"``: ``total / denom`` in float64 (NaN for
+    0 / 0, as PyTorch), as a NumPy scalar of `dtype`.  The one reduction of every
+    loss family.
+    """
+    if reduction == "none":
+        return rows.astype(dtype, copy=False)
+    if reduction == "sum":
+        return dtype.type(total)
+    if denom != 0.0:
+        return dtype.type(total / denom)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return dtype.type(np.float64(total) / np.float64(denom))
+
+
 def check_reduction(reduction, allowed=_REDUCTIONS) -> str:
     if not isinstance(reduction, str) or reduction not in allowed:
         choices = ", ".join(map(repr, allowed))
@@ -93,7 +189,7 @@ def class_targets(target, lead_shape: tuple, *, name: str = "target",
     targets first). A shape other than `lead_shape` raises ValueError naming both.
     uint64 values beyond the int64 range raise IndexError (naming `n_classes` if given).
     """
-    t = np.asarray(target)
+    t = as_array(target, name)
     if t.dtype == np.int64 and t.flags.c_contiguous and t.shape == lead_shape:
         return t
     if t.dtype.kind not in "iu":
@@ -124,6 +220,11 @@ def raise_target_error(t: np.ndarray, n_classes: int, ignore_index: int | None,
     bad = (flat < 0) | (flat >= n_classes)
     if ignore_index is not None:
         bad &= flat != ignore_index
+    if not bad.any():  # the kernel saw a value that is no longer there
+        raise IndexError(
+            f"{name} held a class index outside [0, {n_classes}) during the call, but not "
+            f"after it: was another thread writing to the {name} array?"
+        )
     pos = int(np.argmax(bad))
     raise IndexError(
         f"{name} {int(flat[pos])} at flat position {pos} is out of range for "
@@ -136,7 +237,7 @@ def class_vector(w, n_classes: int, dtype, name: str = "weight") -> np.ndarray |
     """Per-class array of shape (C,) converted to `dtype`, or None."""
     if w is None:
         return None
-    arr = np.asarray(w)
+    arr = as_array(w, name)
     if arr.dtype.kind not in "iuf" or arr.dtype.kind == "b":
         raise TypeError(f"{name} must be a real array, got dtype {arr.dtype}")
     if arr.shape != (n_classes,):
@@ -145,15 +246,33 @@ def class_vector(w, n_classes: int, dtype, name: str = "weight") -> np.ndarray |
 
 
 def real_scalar(value, name: str) -> float:
-    """A real Python/NumPy scalar as float (TypeError otherwise)."""
+    """A real Python/NumPy number as float (TypeError otherwise, strings included)."""
     if type(value) is float:
         return value
-    if isinstance(value, (bool, np.bool_)) or not np.isscalar(value) and np.ndim(value) != 0:
+    if (isinstance(value, (str, bytes, bytearray, bool, np.bool_, np.ma.MaskedArray))
+            or np.ndim(value) != 0
+            or getattr(getattr(value, "dtype", None), "kind", "f") not in "iuf"):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    return v
+
+
+def nonneg(value, name: str) -> float:
+    """A finite real number >= 0 (TypeError / ValueError otherwise)."""
+    v = real_scalar(value, name)
+    if not v >= 0 or math.isinf(v):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return v
+
+
+def positive(value, name: str) -> float:
+    """A finite real number > 0 (TypeError / ValueError otherwise)."""
+    v = real_scalar(value, name)
+    if not v > 0 or math.isinf(v):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return v
 
 
@@ -175,7 +294,9 @@ def grad_output_rows(grad_output, reduction: str, lead_shape: tuple, dtype):
     either a scalar (applies to every row) and None, or 1.0 and a C-contiguous
     array of shape `lead_shape` in `dtype`.
     """
-    g = np.asarray(grad_output)
+    if type(grad_output) is float:
+        return grad_output, None
+    g = as_array(grad_output, "grad_output")
     if g.dtype.kind not in "iuf" or g.dtype.kind == "b":
         raise TypeError(f"grad_output must be real, got dtype {g.dtype}")
     if g.ndim == 0:

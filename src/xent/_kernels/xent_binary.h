@@ -1,18 +1,18 @@
 /*
  * xent_binary.h -- elementwise binary losses over a contiguous
- * (n_rows, n_cols) array, in tiles of XENT_BIN_TILE elements of one row
+ * (n_rows, n_cols) array, in tiles of XENT_BINARY_TILE elements of one row
  * (the parallel work items; their partial sums are added in tile order after
  * the parallel loop, so results do not depend on the thread count).
  *
- *   XENT_BIN_LOGITS  binary_cross_entropy_with_logits, PyTorch's formula
+ *   XENT_BINARY_WITH_LOGITS  binary_cross_entropy_with_logits, PyTorch's formula
  *       loss = (1 - t) x - lw log_sigmoid(x),  lw = (pw - 1) t + 1,
  *       log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|));   grad = lw sigmoid(x) - pw t
- *   XENT_BIN_PROBS   binary_cross_entropy, PyTorch's CPU formula and backward
+ *   XENT_BINARY_PROBS   binary_cross_entropy, PyTorch's CPU formula and backward
  *       loss = (t - 1) max(log1p(-p), -100) - t max(log(p), -100)
  *       grad = (p - t) / max((1 - p) p, EPS), EPS = (float)1e-12 as in PyTorch
  *       (probabilities and targets outside [0, 1] or NaN are counted first and
  *       make the kernel return that count without writing anything)
- *   XENT_BIN_FOCAL   torchvision.ops.sigmoid_focal_loss
+ *   XENT_BINARY_SIGMOID_FOCAL   torchvision.ops.sigmoid_focal_loss
  *       loss = alpha_t ce m**gamma,  m = 1 - p_t = t (1 - p) + (1 - t) p
  *       grad = alpha_t m**gamma ((1 - t) p - t (1 - p) + gamma ce (1 - 2t) p (1 - p) / m)
  *       (m is formed from sigmoid(x) and sigmoid(-x) separately, so it keeps
@@ -35,11 +35,11 @@ static const XENT_T xent_var_ones16[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
 #endif
 
 /* Loss and d loss / d x of one vector of elements (before weight and grad_output). */
-XENT_INLINE void xent_bin_vec(int op, xv x, xv t, xv pw, int has_pw, XENT_T alpha, XENT_T gamma,
+XENT_INLINE void xent_bin_vec(xent_binary_op op, xv x, xv t, xv pw, int has_pw, XENT_T alpha, XENT_T gamma,
                               xv *loss, xv *grad)
 {
     const xv one = xv_set1((XENT_T)1), z = xv_zero();
-    if (op == XENT_BIN_PROBS) {
+    if (op == XENT_BINARY_PROBS) {
         const xv lo = xv_set1((XENT_T)-100);
         const xv lp = xv_max(xv_log(x), lo), l1p = xv_max(xv_log1p(xv_sub(z, x)), lo);
         *loss = xv_fnmadd(t, lp, xv_mul(xv_sub(t, one), l1p));
@@ -56,7 +56,7 @@ XENT_INLINE void xent_bin_vec(int op, xv x, xv t, xv pw, int has_pw, XENT_T alph
         const xv l1p = xv_fmadd(xv_sub(e, xv_sub(u, one)), r, xv_log(u));
         const xv lsig = xv_sub(xv_min(z, x), l1p);       /* log_sigmoid(x) */
         const xv omt = xv_sub(one, t);
-        if (op == XENT_BIN_LOGITS) {
+        if (op == XENT_BINARY_WITH_LOGITS) {
             if (has_pw) {
                 const xv ptw = xv_mul(pw, t);
                 const xv lw = xv_fmadd(xv_sub(pw, one), t, one);
@@ -105,45 +105,50 @@ XENT_INLINE int64_t xent_bin_count_bad(const XENT_T *x, const XENT_T *t, int64_t
 }
 
 /*
- * loss (may be NULL) receives per-element losses, tile_sums (n_rows *
- * ceil(n_cols / XENT_BIN_TILE) doubles, scratch) the tile partial sums, *total
- * their sum; grad (may be NULL, may alias x or t) the gradient.
- * Returns the count of invalid entries (XENT_BIN_PROBS only), 0 otherwise.
+ * xent_binary_call: loss (may be NULL) receives per-element losses, the scratch
+ * (n_rows * ceil(n_cols / XENT_BINARY_TILE) doubles) the tile partial sums,
+ * c->total their sum; grad (may be NULL, may alias x) the gradient.
+ * Returns the count of invalid entries (XENT_BINARY_PROBS only), 0 otherwise.
  */
-int64_t XENT_FN(xent_binary_loss)(const XENT_T *x, const XENT_T *t, int64_t n_rows, int64_t n_cols,
-                                  const XENT_ARGS(xent_binary_args) *a, XENT_T *loss, XENT_T *grad,
-                                  double *tile_sums, double *total, int n_threads)
+int64_t XENT_FN(xent_binary_loss)(xent_binary_call *c)
 {
-    const int op = a->op;
-    const int64_t tpr = (n_cols + XENT_BIN_TILE - 1) / XENT_BIN_TILE;
+    const XENT_T *x = (const XENT_T *)c->x, *t = (const XENT_T *)c->t;
+    const XENT_T *weight = (const XENT_T *)c->weight, *pos_weight = (const XENT_T *)c->pos_weight;
+    const XENT_T *grad_elems = (const XENT_T *)c->grad_elems;
+    const int64_t n_rows = c->n_rows, n_cols = c->n_cols;
+    XENT_T *loss = (XENT_T *)c->loss, *grad = (XENT_T *)c->grad;
+    double *tile_sums = (double *)c->scratch;
+    const int n_threads = c->n_threads;
+    const xent_binary_op op = c->opt.op;
+    const int64_t tpr = (n_cols + XENT_BINARY_TILE - 1) / XENT_BINARY_TILE;
     const int64_t n_tiles = n_rows * tpr;
     const int nt = xent_threads_for(n_rows * n_cols * 4, n_tiles, n_threads);
-    const XENT_T alpha = (XENT_T)a->alpha, gamma = (XENT_T)a->gamma;
-    double gs = a->grad_scale;
+    const XENT_T alpha = (XENT_T)c->opt.alpha, gamma = (XENT_T)c->opt.gamma;
+    double gs = c->opt.grad_scale;
     int64_t k;
-    *total = 0.0;
+    c->total = 0.0;
     (void)nt; /* unused in a serial build */
     if (n_tiles == 0) return XENT_OK;
-    if (op == XENT_BIN_PROBS) {
+    if (op == XENT_BINARY_PROBS) {
         int64_t bad = 0;
         XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
         for (k = 0; k < n_tiles; ++k) {
-            const int64_t r = k / tpr, c0 = (k % tpr) * XENT_BIN_TILE;
-            const int64_t len = (c0 + XENT_BIN_TILE < n_cols) ? XENT_BIN_TILE : n_cols - c0;
+            const int64_t r = k / tpr, c0 = (k % tpr) * XENT_BINARY_TILE;
+            const int64_t len = (c0 + XENT_BINARY_TILE < n_cols) ? XENT_BINARY_TILE : n_cols - c0;
             tile_sums[k] = (double)xent_bin_count_bad(x + r * n_cols + c0, t + r * n_cols + c0, len);
         }
         for (k = 0; k < n_tiles; ++k) bad += (int64_t)tile_sums[k];
         if (bad) return bad;
     }
-    if (a->reduction == XENT_RED_MEAN) gs /= (double)n_rows * (double)n_cols;
+    if (c->opt.reduction == XENT_REDUCE_MEAN) gs /= (double)n_rows * (double)n_cols;
     XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
     for (k = 0; k < n_tiles; ++k) {
-        const int64_t r = k / tpr, c0 = (k % tpr) * XENT_BIN_TILE;
-        const int64_t len = (c0 + XENT_BIN_TILE < n_cols) ? XENT_BIN_TILE : n_cols - c0;
+        const int64_t r = k / tpr, c0 = (k % tpr) * XENT_BINARY_TILE;
+        const int64_t len = (c0 + XENT_BINARY_TILE < n_cols) ? XENT_BINARY_TILE : n_cols - c0;
         const int64_t off = r * n_cols + c0;
-        const XENT_T *xw = a->weight ? a->weight + (a->weight_rows == 1 ? 0 : r * n_cols) + c0 : NULL;
-        const XENT_T *pwr = a->pos_weight ? a->pos_weight + c0 : NULL;
-        const XENT_T *ge = a->grad_elems ? a->grad_elems + off : NULL;
+        const XENT_T *xw = weight ? weight + (c->weight_rows == 1 ? 0 : r * n_cols) + c0 : NULL;
+        const XENT_T *pwr = pos_weight ? pos_weight + c0 : NULL;
+        const XENT_T *ge = grad_elems ? grad_elems + off : NULL;
         const xv vgs = xv_set1((XENT_T)gs);
         xv acc = xv_zero();
         int64_t i;
@@ -179,21 +184,7 @@ int64_t XENT_FN(xent_binary_loss)(const XENT_T *x, const XENT_T *t, int64_t n_ro
     {
         double s = 0.0;
         for (k = 0; k < n_tiles; ++k) s += tile_sums[k];
-        *total = s;
-    }
-    return XENT_OK;
-}
-
-/* Vector log / log1p of the active path over an array (test hook: fn 0 = log, 1 = log1p). */
-int64_t XENT_FN(xent_vmath_array)(const XENT_T *x, int64_t n, XENT_T *out, int fn)
-{
-    int64_t i = 0;
-    for (; i < n; i += XV_N) {
-        const int64_t k = n - i;
-        const xv v = k >= XV_N ? xv_loadu(x + i) : xv_load_part(x + i, k, 1);
-        const xv r = fn == 0 ? xv_log(v) : xv_log1p(v);
-        if (k >= XV_N) xv_storeu(out + i, r);
-        else xv_store_part(out + i, r, k);
+        c->total = s;
     }
     return XENT_OK;
 }

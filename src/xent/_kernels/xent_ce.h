@@ -1,23 +1,43 @@
 /*
- * xent_ce.h -- softmax cross-entropy: loss, gradient, or both in one pass per row.
+ * xent_ce.h -- softmax cross-entropy (xent_ce_rows) and NLL (xent_nll_rows):
+ * loss, gradient, or both in one pass per row.
+ *
+ * Strategy: which path of xent_ce_rows serves which call
+ *
+ *   call                                         path                   precision of a row
+ *   -------------------------------------------  ---------------------  -----------------------------
+ *   C <= XENT_SMALL_C (32), class targets,       ce_small_block: XV_N   the input's type in vector
+ *   no softcap, a SIMD path                      rows at once, lanes =  lanes (float32 for float32)
+ *                                                rows, columns in regs
+ *   fewer rows than threads, C > 32, class       ce_rows_split: each    as ce_row, same bits
+ *   targets, no softcap                          row split over the
+ *                                                team by chunks
+ *   separate gradient > XENT_STREAM_MIN_BYTES,   ce_rows_streamed:      as ce_row, same bits
+ *   class targets, no softcap (scratch given)    pipelined, streaming
+ *                                                stores
+ *   everything else: loss only, in place, small  ce_row, one row per    exponentials summed in the
+ *   separate gradients, probability targets,     iteration              input's type per chunk of
+ *   softcap, the scalar path                                            XENT_CHUNK, in double across
+ *                                                                       chunks; loss in double
  *
  * Design
  * - Phase 0 reads only the targets: counts targets outside [0, C) that are not
  *   ignore_index (the call then returns that count and writes nothing at all),
  *   and sums the "mean" denominator sum_i sample_weight_i * weight[t_i] in fixed
- *   blocks, so the gradient scale is known before any gradient is written.
- * - Per row: m = max, s = sum exp(x - m) (float lanes per chunk, double across
- *   chunks) with the exact 1's of the maxima kept out of the lanes, so that
- *   rest = s - 1 is accurate; lse = m + log1p(rest) and the class-target loss
- *   (m - x_t) + log1p(rest) in double, the target's gradient entry in double from
+ *   blocks, so the gradient scale is known before any gradient is written.  The
+ *   row loops check every target again where they use it (xent_class_ok): another
+ *   thread may rewrite the targets during the call.
+ * - Per row: m = max, s = sum exp(x - m) with the exact 1's of the maxima kept out
+ *   of the lanes, so that rest = s - 1 is accurate; lse = m + log1p(rest) and the
+ *   class-target loss (m - x_t) + log1p(rest), the target's gradient entry from
  *   p_t - 1 = -rest / s (confident rows keep their relative accuracy).
  *   Forward-only and fused calls run the very same statistics code, so their
  *   losses are bitwise equal.
  * - Fused gradient: in place (grad == logits), or into a separate buffer of at
- *   most XENT_STREAM_MIN_BYTES (rows_stream_output), the exponentials are kept in
+ *   most XENT_STREAM_MIN_BYTES (xent_stream_output), the exponentials are kept in
  *   the gradient row and rescaled (one exp per element, the row stays in L2); into
- *   a larger separate buffer they are recomputed and written with streaming stores
- *   (no read for ownership of the destination).  Both give the same bits.
+ *   a larger separate buffer they are cached in scratch and written with streaming
+ *   stores (no read for ownership of the destination).  Both give the same bits.
  * - Ignored rows cost the target read and, when a gradient is asked for, a zeroed row.
  * - Per-row losses are written in double and summed after the parallel loop in a
  *   fixed order: results do not depend on the thread count.
@@ -27,14 +47,39 @@
  * and with probability targets q (q' = (1-eps) q + eps/C):
  *   L = sw * [ sum_j w_j q'_j (lse - x_j) + z lse^2 ]
  * with x replaced by cap*tanh(x/cap) when softcap is on (the gradient is then
- * multiplied by 1 - tanh^2, the derivative of the cap).
+ * multiplied by 1 - tanh^2, the derivative of the cap).  The z-loss terms are
+ * skipped when z == 0 (lse^2 may overflow, and 0 * inf is NaN).
  */
 #ifndef XENT_CE_H
 #define XENT_CE_H
 
 #include "xent_rowops.h"
 
-typedef XENT_ARGS(xent_ce_args) xent_ce_args_t;
+/* A call's options and optional arrays, typed for this element type. */
+typedef struct {
+    const XENT_T *weight, *sample_weight, *grad_rows;
+    double grad_scale;
+    int64_t ignore_index;
+    double label_smoothing, z_loss, softcap;
+    int mean;
+    XENT_T *scratch;
+} xent_ce_args_t;
+
+static xent_ce_args_t ce_args_of(const xent_ce_call *c)
+{
+    xent_ce_args_t a;
+    a.weight = (const XENT_T *)c->weight;
+    a.sample_weight = (const XENT_T *)c->sample_weight;
+    a.grad_rows = (const XENT_T *)c->grad_rows;
+    a.grad_scale = c->opt.grad_scale;
+    a.ignore_index = c->opt.ignore_index;
+    a.label_smoothing = c->opt.label_smoothing;
+    a.z_loss = c->opt.z_loss;
+    a.softcap = c->opt.softcap;
+    a.mean = c->opt.reduction == XENT_REDUCE_MEAN;
+    a.scratch = (XENT_T *)c->scratch;
+    return a;
+}
 
 /* Phase 0: bad-target count and the mean denominator (deterministic blocks). */
 static int64_t ce_scan_targets(const int64_t *t, int64_t n, int64_t c, const xent_ce_args_t *a,
@@ -167,11 +212,13 @@ XENT_INLINE ce_coefs_t ce_class_coefs(XENT_T m, double s, double rest, double sx
 {
     const double eps = a->label_smoothing, z = a->z_loss;
     const double logs = log1p(rest), lse = (double)m + logs;
-    const double A = (1.0 - eps) * wt + eps * W / (double)C + 2.0 * z * wt * lse;
+    /* the z-loss terms only when z != 0: lse**2 may overflow, and 0 * inf is NaN */
+    const double A = (1.0 - eps) * wt + eps * W / (double)C + (z != 0.0 ? 2.0 * z * wt * lse : 0.0);
     const double et = xt == m ? 1.0 : exp((double)xt - (double)m);
     const double dt = xt == m ? -rest : et - s;
     ce_coefs_t k;
-    k.loss = (1.0 - eps) * wt * (((double)m - (double)xt) + logs) + z * wt * lse * lse;
+    k.loss = (1.0 - eps) * wt * (((double)m - (double)xt) + logs);
+    if (z != 0.0) k.loss += z * wt * lse * lse;
     if (eps != 0.0) k.loss += eps / (double)C * (W * logs - sx);
     k.a = (XENT_T)(cg * A / s);
     k.b = (XENT_T)(-cg * eps / (double)C);
@@ -214,6 +261,17 @@ static double ce_sumexp_split(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
     return k + r;
 }
 
+/*
+ * A row whose class target is out of range although phase 0 found none (another
+ * thread rewrote the targets during the call): NaN loss, zero gradient, counted
+ * by the caller so the call still reports bad targets.  Never an index.
+ */
+XENT_INLINE void ce_row_lost_target(double *loss_row, XENT_T *g, int64_t C)
+{
+    *loss_row = (double)NAN;
+    if (g) memset(g, 0, (size_t)C * sizeof(XENT_T));
+}
+
 /* Gradient factor of row r (grad_output / denominator * sample weight). */
 XENT_INLINE double ce_row_factor(const xent_ce_args_t *a, int64_t r, double scale, double *sw)
 {
@@ -251,9 +309,10 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
         logs = log1p(rest);
         lse = (double)m + logs;
         ce_soft_stats(L, q, w, C, m, cap_live, eps, &Q, &SQ);
-        loss = Q * logs - SQ + z * lse * lse;
+        loss = Q * logs - SQ;
+        if (z != 0.0) loss += z * lse * lse; /* skipped at 0: lse**2 may overflow */
         if (g) {
-            const double A = cg * (Q + 2.0 * z * lse) / s;
+            const double A = cg * (Q + (z != 0.0 ? 2.0 * z * lse : 0.0)) / s;
             ce_write_grad_general(L, C, m, (XENT_T)A, (XENT_T)(-cg * eps / (double)C),
                                   (XENT_T)(-cg * (1.0 - eps)), w, q, cap, g);
         }
@@ -301,7 +360,7 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
  */
 static void ce_rows_streamed(const XENT_T *x, const int64_t *target, int64_t lo, int64_t hi, int64_t C,
                              const xent_ce_args_t *a, double W, double scale, double *loss_rows,
-                             XENT_T *grad, XENT_T *e2)
+                             XENT_T *grad, XENT_T *e2, int64_t *lost)
 {
     const XENT_T *w = a->weight;
     const int smooth = a->label_smoothing != 0.0;
@@ -313,13 +372,18 @@ static void ce_rows_streamed(const XENT_T *x, const int64_t *target, int64_t lo,
     for (r = lo; r < hi; ++r) {
         const XENT_T *xr = x + r * C;
         XENT_T *e = e2 + cur * C;
-        const int64_t t = target[r];
+        const int64_t t = xent_load_target(target + r);
         double sw, cg, s, rest, sx = 0.0;
         XENT_T m;
         ce_coefs_t k;
         if (t == a->ignore_index) {
             loss_rows[r] = 0.0;
             memset(grad + r * C, 0, (size_t)C * sizeof(XENT_T));
+            continue;
+        }
+        if (!xent_class_ok(t, C)) {
+            ce_row_lost_target(loss_rows + r, grad + r * C, C);
+            ++*lost;
             continue;
         }
         cg = ce_row_factor(a, r, scale, &sw);
@@ -394,7 +458,8 @@ XENT_INLINE void ce_small_block(const XENT_T *x, const int64_t *target, int64_t 
     lse = xv_add(m, logs);
     /* (1-eps) w_t (log1p(rest) - (x_t - m)) + z w_t lse^2 [+ eps/C (W log s - sx)] */
     loss = xv_mul(xv_mul(xv_set1((XENT_T)(1.0 - eps)), wt), xv_sub(logs, dt));
-    loss = xv_fmadd(xv_mul(xv_set1((XENT_T)z), wt), xv_mul(lse, lse), loss);
+    if (z != 0.0) /* skipped at 0: lse**2 overflows float32 for |lse| > 1.8e19, and 0 * inf is NaN */
+        loss = xv_fmadd(xv_mul(xv_set1((XENT_T)z), wt), xv_mul(lse, lse), loss);
     if (smooth)
         loss = xv_fmadd(xv_set1((XENT_T)(eps / (double)C)), xv_fnmadd(one, sx, xv_mul(xv_set1((XENT_T)W), logs)),
                         loss);
@@ -406,7 +471,8 @@ XENT_INLINE void ce_small_block(const XENT_T *x, const int64_t *target, int64_t 
         const xv c = xv_mul(xv_mul(xv_set1((XENT_T)scale), sw), xv_mul(gr, keep_f));
         const xv hw = xv_mul(xv_set1((XENT_T)(1.0 - eps)), wt);
         /* A = hw + Ae; Ae (smoothing and z-loss part) is kept apart: A - hw cancels in float32 */
-        const xv Ae = xv_fmadd(xv_set1((XENT_T)(2.0 * z)), xv_mul(wt, lse), xv_set1((XENT_T)(eps * W / (double)C)));
+        const xv Ae0 = xv_set1((XENT_T)(eps * W / (double)C));
+        const xv Ae = z != 0.0 ? xv_fmadd(xv_set1((XENT_T)(2.0 * z)), xv_mul(wt, lse), Ae0) : Ae0;
         const xv bv = xv_mul(c, xv_set1((XENT_T)(-eps / (double)C)));
         /* the target's entry: p_t - 1 = -rest / s when the target is a maximum */
         const xv dtt = xv_select(xv_eq(dt, xv_zero()), xv_sub(xv_zero(), rest), xv_sub(et, s));
@@ -469,7 +535,9 @@ static void ce_small_blocks_any(const XENT_T *x, const int64_t *target, int64_t 
 /*
  * Fewer rows than threads: each row is split over the team on XENT_CHUNK
  * boundaries.  The chunk sums are combined in chunk order, exactly as the serial
- * row_sumexp does, so the results are bitwise those of ce_row.
+ * row_sumexp does, so the results are bitwise those of ce_row.  `target` is a
+ * private snapshot (ce_snapshot_targets): the threads of the team branch on it
+ * around barriers, so they must all read the same values.
  */
 #define XENT_SPLIT_MAX_CHUNKS 1024
 #define XENT_SPLIT_MAX_THREADS 256
@@ -497,15 +565,16 @@ static void ce_rows_split(const XENT_T *x, const int64_t *target, int64_t n_rows
         for (r = 0; r < n_rows; ++r) {
             const XENT_T *xr = x + r * C;
             XENT_T *gr = grad ? grad + r * C : NULL;
-            const int64_t t = target[r];
+            const int64_t t = target[r]; /* a private snapshot: every thread sees the same value */
             double sw;
             const double cg = ce_row_factor(a, r, scale, &sw);
             XENT_T m, xt;
             double rs = 0.0, ks = 0.0, sx = 0.0, wt;
             ce_coefs_t kc;
             int j;
-            if (t == a->ignore_index) { /* the same branch in every thread: no barrier skipped unevenly */
-                if (k == 0) loss_rows[r] = 0.0;
+            /* the same branch in every thread: no barrier skipped unevenly */
+            if (t == a->ignore_index || !xent_class_ok(t, C)) {
+                if (k == 0) loss_rows[r] = t == a->ignore_index ? 0.0 : (double)NAN;
                 if (gr && hi > lo) memset(gr + lo, 0, (size_t)(hi - lo) * sizeof(XENT_T));
                 continue;
             }
@@ -542,21 +611,25 @@ static void ce_rows_split(const XENT_T *x, const int64_t *target, int64_t n_rows
 }
 
 /*
- * Cross-entropy over rows of (n_rows, n_cols) logits.
- *   target     (n_rows,) class indices, or NULL when q is given
- *   q          (n_rows, n_cols) probability targets, or NULL
- *   loss_rows  (n_rows,) OUT per-row losses (double)
- *   grad       (n_rows, n_cols) OUT gradient, NULL for the loss only; may be x
- *   totals     OUT [sum of losses, mean denominator]
+ * Cross-entropy over the rows of (n_rows, n_cols) logits (xent_ce_call): the
+ * per-row losses (double), their sum and the mean's denominator, and the
+ * gradient unless c->grad is NULL.
  * Returns the number of class targets outside [0, C) that are not ignore_index;
- * if it is not 0 nothing was written.
+ * if phase 0 finds any, nothing is written.  A target that another thread moves
+ * out of range after phase 0 gives its row a NaN loss and a zero gradient and is
+ * counted too (the other rows are computed as usual).
  */
-int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT_T *q,
-                              int64_t n_rows, int64_t n_cols, const xent_ce_args_t *a,
-                              double *loss_rows, XENT_T *grad, double *totals, int n_threads)
+int64_t XENT_FN(xent_ce_rows)(xent_ce_call *c)
 {
+    const xent_ce_args_t args = ce_args_of(c), *a = &args;
+    const XENT_T *x = (const XENT_T *)c->x, *q = (const XENT_T *)c->q;
+    const int64_t *target = c->target;
+    const int64_t n_rows = c->n_rows, n_cols = c->n_cols;
+    const int n_threads = c->n_threads;
+    double *loss_rows = c->loss_rows;
+    XENT_T *grad = (XENT_T *)c->grad;
     double denom, W = (double)n_cols, scale;
-    int64_t i;
+    int64_t i, lost = 0; /* rows whose target went out of range during the call */
     int nt;
     const int stream = rows_stream_output(x, grad, n_rows, n_cols);
 
@@ -572,14 +645,20 @@ int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT
     }
     scale = a->mean ? a->grad_scale / denom : a->grad_scale;
 
-    if (n_rows < n_threads && q == NULL && a->softcap == 0 && n_cols > XENT_SMALL_C) {
+    if (n_rows < n_threads && n_rows <= XENT_SPLIT_MAX_THREADS && q == NULL && a->softcap == 0 &&
+        n_cols > XENT_SMALL_C) {
         const int64_t nch = (n_cols + XENT_CHUNK - 1) / XENT_CHUNK;
         nt = xent_threads_for(n_rows * n_cols, nch, n_threads);
         if (nt > 1 && nch <= XENT_SPLIT_MAX_CHUNKS && nt <= XENT_SPLIT_MAX_THREADS) {
-            ce_rows_split(x, target, n_rows, n_cols, a, W, scale, loss_rows, grad, nt);
-            totals[0] = xent_sum_doubles(loss_rows, n_rows);
-            totals[1] = denom;
-            return XENT_OK;
+            int64_t snap[XENT_SPLIT_MAX_THREADS];
+            for (i = 0; i < n_rows; ++i) {
+                snap[i] = xent_load_target(target + i);
+                lost += snap[i] != a->ignore_index && !xent_class_ok(snap[i], n_cols);
+            }
+            ce_rows_split(x, snap, n_rows, n_cols, a, W, scale, loss_rows, grad, nt);
+            c->total = xent_sum_doubles(loss_rows, n_rows);
+            c->denom = denom;
+            return lost;
         }
     }
     nt = xent_threads_for(n_rows * n_cols, n_rows, n_threads);
@@ -602,35 +681,40 @@ int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT
                 ce_small_block(x, target, b_full * XV_N, n_rows - b_full * XV_N, n_cols, a, W, scale, loss_rows, grad);
             gsum[i] = xent_sum_doubles(loss_rows + lo, hi - lo);
         }
-        totals[0] = xent_sum_doubles(gsum, ng);
-        totals[1] = denom;
+        c->total = xent_sum_doubles(gsum, ng);
+        c->denom = denom;
         return XENT_OK;
     }
     if (stream && a->scratch && q == NULL && a->softcap == 0) {
-        XENT_PRAGMA_OMP(parallel num_threads(nt) if(nt > 1))
+        XENT_PRAGMA_OMP(parallel num_threads(nt) if(nt > 1) reduction(+:lost))
         {
             int64_t lo, hi;
             xent_block_range(n_rows, xent_team_size(), xent_thread_id(), &lo, &hi);
             ce_rows_streamed(x, target, lo, hi, n_cols, a, W, scale, loss_rows, grad,
-                             a->scratch + 2 * xent_thread_id() * n_cols);
+                             a->scratch + 2 * xent_thread_id() * n_cols, &lost);
             xv_stream_fence();
         }
-        totals[0] = xent_sum_doubles(loss_rows, n_rows);
-        totals[1] = denom;
-        return XENT_OK;
+        c->total = xent_sum_doubles(loss_rows, n_rows);
+        c->denom = denom;
+        return lost;
     }
-    XENT_PRAGMA_OMP(parallel num_threads(nt) if(nt > 1))
+    XENT_PRAGMA_OMP(parallel num_threads(nt) if(nt > 1) reduction(+:lost))
     {
         int64_t r;
         XENT_PRAGMA_OMP(for schedule(static))
         for (r = 0; r < n_rows; ++r) {
             const XENT_T *xr = x + r * n_cols;
             XENT_T *gr = grad ? grad + r * n_cols : NULL;
-            const int64_t t = q ? -1 : target[r];
+            const int64_t t = q ? -1 : xent_load_target(target + r);
             double sw, cg;
             if (q == NULL && t == a->ignore_index) {
                 loss_rows[r] = 0.0;
                 if (gr) memset(gr, 0, (size_t)n_cols * sizeof(XENT_T));
+                continue;
+            }
+            if (q == NULL && !xent_class_ok(t, n_cols)) {
+                ce_row_lost_target(loss_rows + r, gr, n_cols);
+                ++lost;
                 continue;
             }
             cg = ce_row_factor(a, r, scale, &sw);
@@ -639,9 +723,9 @@ int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT
         }
         if (stream) xv_stream_fence();
     }
-    totals[0] = xent_sum_doubles(loss_rows, n_rows);
-    totals[1] = denom;
-    return XENT_OK;
+    c->total = xent_sum_doubles(loss_rows, n_rows);
+    c->denom = denom;
+    return lost;
 }
 
 /*
@@ -650,25 +734,35 @@ int64_t XENT_FN(xent_ce_rows)(const XENT_T *x, const int64_t *target, const XENT
  * arguments and return value as xent_ce_rows (q, label smoothing, z-loss and
  * softcap are not used).
  */
-int64_t XENT_FN(xent_nll_rows)(const XENT_T *logp, const int64_t *target, int64_t n_rows,
-                               int64_t n_cols, const xent_ce_args_t *a, double *loss_rows,
-                               XENT_T *grad, double *totals, int n_threads)
+int64_t XENT_FN(xent_nll_rows)(xent_ce_call *c)
 {
+    const xent_ce_args_t args = ce_args_of(c), *a = &args;
+    const XENT_T *logp = (const XENT_T *)c->x;
+    const int64_t *target = c->target;
+    const int64_t n_rows = c->n_rows, n_cols = c->n_cols;
+    const int n_threads = c->n_threads;
+    double *loss_rows = c->loss_rows;
+    XENT_T *grad = (XENT_T *)c->grad;
     double denom, scale;
-    int64_t r;
+    int64_t r, lost = 0;
     int nt;
     const int64_t bad = ce_scan_targets(target, n_rows, n_cols, a, n_threads, &denom);
     if (bad) return bad;
     scale = a->mean ? a->grad_scale / denom : a->grad_scale;
     nt = xent_threads_for(grad ? n_rows * n_cols : n_rows, n_rows, n_threads);
-    XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
+    XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1) reduction(+:lost))
     for (r = 0; r < n_rows; ++r) {
-        const int64_t t = target[r];
+        const int64_t t = xent_load_target(target + r);
         XENT_T *gr = grad ? grad + r * n_cols : NULL;
         double wt;
         if (t == a->ignore_index) {
             loss_rows[r] = 0.0;
             if (gr) memset(gr, 0, (size_t)n_cols * sizeof(XENT_T));
+            continue;
+        }
+        if (!xent_class_ok(t, n_cols)) {
+            ce_row_lost_target(loss_rows + r, gr, n_cols);
+            ++lost;
             continue;
         }
         wt = a->weight ? (double)a->weight[t] : 1.0;
@@ -678,9 +772,9 @@ int64_t XENT_FN(xent_nll_rows)(const XENT_T *logp, const int64_t *target, int64_
             gr[t] = (XENT_T)(-wt * scale * (a->grad_rows ? (double)a->grad_rows[r] : 1.0));
         }
     }
-    totals[0] = xent_sum_doubles(loss_rows, n_rows);
-    totals[1] = denom;
-    return XENT_OK;
+    c->total = xent_sum_doubles(loss_rows, n_rows);
+    c->denom = denom;
+    return lost;
 }
 
 #endif /* XENT_CE_H */

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <math.h>
 
+#include "xent_kernels.h"
+
 #if defined(_MSC_VER) && !defined(__clang__)
 #define XENT_RESTRICT __restrict
 #define XENT_INLINE static __forceinline
@@ -56,6 +58,36 @@ XENT_INLINE int xent_team_size(void) { return 1; }
 
 /* Status codes returned by kernels: 0 or a positive count of bad entries. */
 #define XENT_OK 0
+
+/*
+ * Whether a separate output of n_rows x n_cols goes to memory with streaming
+ * (non-temporal) stores: when it is too large to stay in cache.  Smaller outputs
+ * (and outputs written in place) use ordinary stores.  The streaming softmax and
+ * cross-entropy gradient keep the exponentials of two rows per thread in scratch
+ * (xent_scratch_bytes), so the kernels and the scratch sizing ask this one function.
+ */
+#define XENT_STREAM_MIN_BYTES (16 * 1024 * 1024)
+static inline int xent_stream_output(const void *x, const void *out, int64_t n_rows, int64_t n_cols,
+                                     size_t itemsize)
+{
+    return out != NULL && out != x && n_rows * n_cols * (int64_t)itemsize > XENT_STREAM_MIN_BYTES;
+}
+
+/* ECE scratch (xent_metrics.h): per row a confidence (double) and a bin (int64),
+ * then per bin the sums of confidences and accuracies (double) and a count (int64). */
+#define XENT_ECE_SCRATCH_BYTES(n_rows, n_bins) ((size_t)(n_rows) * 16 + (size_t)(n_bins) * 24)
+
+/*
+ * Class targets are checked where they are used, not only in a first scan:
+ * another thread may rewrite them during a call, and a stale check must never
+ * become an out-of-bounds access.  The volatile load makes the value checked
+ * the value used (the compiler may not reload it from memory later).
+ */
+XENT_INLINE int64_t xent_load_target(const int64_t *p) { return *(const volatile int64_t *)p; }
+XENT_INLINE int xent_class_ok(int64_t t, int64_t n_classes)
+{
+    return (uint64_t)t < (uint64_t)n_classes;
+}
 
 /*
  * Work (in logits elements, weighted by cost) below which no thread team is

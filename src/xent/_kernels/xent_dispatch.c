@@ -1,11 +1,12 @@
 /*
- * xent_dispatch.c -- run-time choice of the SIMD variant of every kernel.
+ * xent_dispatch.c -- xent_run: the variant of a kernel for the call's element
+ * type and the SIMD level in use; xent_scratch_bytes: the scratch a call needs.
  *
- * The level is read once at import (xent_simd_select from the module init,
- * after XENT_SIMD is parsed in Python) and is only read afterwards, so
- * concurrent calls never race on it.
+ * The level is set at import (xent_simd_select, after XENT_SIMD is parsed in
+ * Python) and only read afterwards, so concurrent calls never race on it.
  */
 #include "xent_kernels.h"
+#include "xent_common.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define XENT_X86 1
@@ -23,7 +24,8 @@ static int xent_detect(void)
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2"))
         return XENT_SIMD_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("bmi2"))
         return XENT_SIMD_AVX2;
 #endif
     return XENT_SIMD_SCALAR;
@@ -49,38 +51,75 @@ int xent_simd_active(void)
     return xent_level;
 }
 
+/* The variants of every kernel: xent_<name>_<f32|f64>_<scalar|avx2|avx512>. */
 #if XENT_X86
-#define XENT_SWITCH(name, sfx, args)                                          \
-    switch (xent_level >= 0 ? xent_level : xent_simd_active()) {                                                     \
-    case XENT_SIMD_AVX512: return name##_##sfx##_avx512 args;                 \
-    case XENT_SIMD_AVX2: return name##_##sfx##_avx2 args;                     \
-    default: return name##_##sfx##_scalar args;                               \
-    }
-#define XENT_DECLARE_VARIANTS(name, sfx, params)                              \
-    int64_t name##_##sfx##_scalar params;                                     \
-    int64_t name##_##sfx##_avx2 params;                                       \
-    int64_t name##_##sfx##_avx512 params;
+#define XENT_DECLARE(name, call_type, sfx)                  \
+    int64_t xent_##name##_##sfx##_scalar(call_type *call);  \
+    int64_t xent_##name##_##sfx##_avx2(call_type *call);    \
+    int64_t xent_##name##_##sfx##_avx512(call_type *call);
+#define XENT_PICK(name, sfx, call)                                            \
+    (level == XENT_SIMD_AVX512 ? xent_##name##_##sfx##_avx512(call)           \
+     : level == XENT_SIMD_AVX2 ? xent_##name##_##sfx##_avx2(call)             \
+                               : xent_##name##_##sfx##_scalar(call))
 #else
-#define XENT_SWITCH(name, sfx, args) return name##_##sfx##_scalar args;
-#define XENT_DECLARE_VARIANTS(name, sfx, params) int64_t name##_##sfx##_scalar params;
+#define XENT_DECLARE(name, call_type, sfx) int64_t xent_##name##_##sfx##_scalar(call_type *call);
+#define XENT_PICK(name, sfx, call) xent_##name##_##sfx##_scalar(call)
 #endif
 
-#define XENT_KERNEL(name, params, args)                                       \
-    XENT_DECLARE_VARIANTS(name, f32, params)                                  \
-    int64_t name##_f32 params { XENT_SWITCH(name, f32, args) }
-#define XENT_T float
-#define XENT_ARGS_SFX f32
+#define XENT_KERNEL(name, call_type) XENT_DECLARE(name, call_type, f32) XENT_DECLARE(name, call_type, f64)
 #include "xent_kernels.def"
+#include "xent_testing.def"
 #undef XENT_KERNEL
-#undef XENT_T
-#undef XENT_ARGS_SFX
 
-#define XENT_KERNEL(name, params, args)                                       \
-    XENT_DECLARE_VARIANTS(name, f64, params)                                  \
-    int64_t name##_f64 params { XENT_SWITCH(name, f64, args) }
-#define XENT_T double
-#define XENT_ARGS_SFX f64
+int64_t xent_run(xent_kernel kernel, xent_dtype dtype, void *call)
+{
+    const int level = xent_level >= 0 ? xent_level : xent_simd_active();
+    (void)level; /* unused off x86 */
+    switch (kernel) {
+#define XENT_KERNEL(name, call_type)                                   \
+    case XENT_KERNEL_##name:                                           \
+        return dtype == XENT_DTYPE_F64 ? XENT_PICK(name, f64, (call_type *)call) \
+                                       : XENT_PICK(name, f32, (call_type *)call);
 #include "xent_kernels.def"
+#include "xent_testing.def"
 #undef XENT_KERNEL
-#undef XENT_T
-#undef XENT_ARGS_SFX
+    default:
+        return -1;
+    }
+}
+
+/* Two rows of exponentials per thread, where a large separate output is streamed. */
+static size_t xent_stream_rows_bytes(const void *x, const void *out, int64_t n_rows, int64_t n_cols,
+                                     int n_threads, size_t itemsize)
+{
+    if (n_threads < 1 || !xent_stream_output(x, out, n_rows, n_cols, itemsize)) return 0;
+    return 2 * (size_t)n_threads * (size_t)n_cols * itemsize;
+}
+
+size_t xent_scratch_bytes(xent_kernel kernel, xent_dtype dtype, const void *call)
+{
+    const size_t item = dtype == XENT_DTYPE_F64 ? sizeof(double) : sizeof(float);
+    switch (kernel) {
+    case XENT_KERNEL_softmax_rows: {
+        const xent_rows_call *c = (const xent_rows_call *)call;
+        return xent_stream_rows_bytes(c->x, c->out, c->n_rows, c->n_cols, c->n_threads, item);
+    }
+    case XENT_KERNEL_ce_rows: {
+        /* the software-pipelined gradient: class targets, no softcap (xent_ce.h) */
+        const xent_ce_call *c = (const xent_ce_call *)call;
+        if (c->q != NULL || c->opt.softcap != 0.0) return 0;
+        return xent_stream_rows_bytes(c->x, c->grad, c->n_rows, c->n_cols, c->n_threads, item);
+    }
+    case XENT_KERNEL_binary_loss: {
+        const xent_binary_call *c = (const xent_binary_call *)call;
+        const int64_t tiles = c->n_rows * ((c->n_cols + XENT_BINARY_TILE - 1) / XENT_BINARY_TILE);
+        return (size_t)(tiles > 0 ? tiles : 1) * sizeof(double);
+    }
+    case XENT_KERNEL_ece_rows: {
+        const xent_ece_call *c = (const xent_ece_call *)call;
+        return XENT_ECE_SCRATCH_BYTES(c->n_rows, c->opt.n_bins);
+    }
+    default:
+        return 0;
+    }
+}

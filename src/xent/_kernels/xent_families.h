@@ -6,3 +6,4 @@
 #include "xent_metrics.h"
 #include "xent_ce.h"
 #include "xent_scores.h"
+#include "xent_testing.h"

@@ -15,7 +15,9 @@
  * gamma = 0 with alpha = 1 is exactly softmax cross-entropy.
  *
  * Return: the number of targets outside [0, n_cols) that are not
- * ignore_index; nothing is written in that case.
+ * ignore_index; nothing is written if the first scan finds any.  A target moved
+ * out of range by another thread after the scan gives its row a NaN loss and a
+ * zero gradient and is counted too.
  */
 #ifndef XENT_FOCAL_H
 #define XENT_FOCAL_H
@@ -61,30 +63,38 @@ XENT_INLINE int64_t xent_variants_check_targets(const int64_t *t, int64_t n, int
  * non-ignored rows for "mean") into `grad` (may be NULL; may alias x).
  * *count receives the number of non-ignored rows.
  */
-int64_t XENT_FN(xent_focal_rows)(const XENT_T *x, const int64_t *t, int64_t n_rows, int64_t n_cols,
-                                 const XENT_ARGS(xent_focal_args) *a, XENT_T *loss, XENT_T *grad,
-                                 double *total, int64_t *count, int n_threads)
+int64_t XENT_FN(xent_focal_rows)(xent_focal_call *c)
 {
-    const int64_t ign = a->ignore_index;
-    int64_t cnt, i;
+    const XENT_T *x = (const XENT_T *)c->x, *alpha_c = (const XENT_T *)c->alpha_c;
+    const XENT_T *grad_rows = (const XENT_T *)c->grad_rows;
+    const int64_t *t = c->target, n_rows = c->n_rows, n_cols = c->n_cols;
+    XENT_T *loss = (XENT_T *)c->loss, *grad = (XENT_T *)c->grad;
+    const int64_t ign = c->opt.ignore_index;
+    int64_t cnt, i, lost = 0; /* rows whose target went out of range during the call */
     const int64_t bad = xent_variants_check_targets(t, n_rows, n_cols, ign, &cnt);
-    double gs = a->grad_scale;
+    double gs = c->opt.grad_scale;
     int nt;
-    *count = cnt;
-    *total = 0.0;
+    c->count = cnt;
+    c->total = 0.0;
     if (bad) return bad;
-    if (a->reduction == XENT_RED_MEAN) gs /= (double)cnt;
-    nt = xent_threads_for(n_rows * n_cols * (grad ? 2 : 1), n_rows, n_threads);
+    if (c->opt.reduction == XENT_REDUCE_MEAN) gs /= (double)cnt;
+    nt = xent_threads_for(n_rows * n_cols * (grad ? 2 : 1), n_rows, c->n_threads);
     (void)nt; /* unused in a serial build */
-    XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
+    XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1) reduction(+:lost))
     for (i = 0; i < n_rows; ++i) {
-        const int64_t ti = t[i];
+        const int64_t ti = xent_load_target(t + i);
         const XENT_T *xr = x + i * n_cols;
         XENT_T m, xt;
-        double s, q, l1, omp, li, c, at;
+        double s, q, l1, omp, li, coef, at;
         if (ti == ign) {
             if (loss) loss[i] = 0;
             if (grad) memset(grad + i * n_cols, 0, (size_t)n_cols * sizeof(XENT_T));
+            continue;
+        }
+        if (!xent_class_ok(ti, n_cols)) { /* rewritten by another thread since the check */
+            if (loss) loss[i] = (XENT_T)NAN;
+            if (grad) memset(grad + i * n_cols, 0, (size_t)n_cols * sizeof(XENT_T));
+            ++lost;
             continue;
         }
         row_max_sumexp(xr, n_cols, &m, &s);
@@ -103,11 +113,11 @@ int64_t XENT_FN(xent_focal_rows)(const XENT_T *x, const int64_t *t, int64_t n_ro
             l1 = xent_focal_log1mexp(q);
             omp = -expm1(q);
         }
-        at = a->alpha_c ? (double)a->alpha_c[ti] : a->alpha;
-        xent_focal_coef(q, l1, a->gamma, at, &li, &c);
+        at = alpha_c ? (double)alpha_c[ti] : c->opt.alpha;
+        xent_focal_coef(q, l1, c->opt.gamma, at, &li, &coef);
         if (loss) loss[i] = (XENT_T)li;
         if (grad) {
-            const double ac = c * gs * (a->grad_rows ? (double)a->grad_rows[i] : 1.0);
+            const double ac = coef * gs * (grad_rows ? (double)grad_rows[i] : 1.0);
             XENT_T *g = grad + i * n_cols;
             /* g_j = ac * exp(x_j - m) / s, then g_t = -ac (1 - p_t) (x_t was read above:
                g may alias x) */
@@ -115,8 +125,8 @@ int64_t XENT_FN(xent_focal_rows)(const XENT_T *x, const int64_t *t, int64_t n_ro
             g[ti] = (XENT_T)(-ac * omp);
         }
     }
-    if (loss) *total = row_sum_wide(loss, n_rows);
-    return XENT_OK;
+    if (loss) c->total = row_sum_wide(loss, n_rows);
+    return lost;
 }
 
 #endif /* XENT_FOCAL_H */

@@ -28,7 +28,7 @@ typedef int xent_empty_translation_unit;
 #endif
 #endif
 
-#include "xent_kernels_types.h"
+#include "xent_kernels.h"
 #include "xent_simd.h"
 #include "xent_math.h"
 #include "xent_rowops.h"

@@ -89,19 +89,21 @@ XENT_INLINE void xent_kl_row_grad(const XENT_T *s, const XENT_T *t, int64_t n, X
  * for "batchmean", 1/(n_rows n_cols) for "mean") into `grad` (may be NULL,
  * may alias s or t).  Always returns XENT_OK.
  */
-int64_t XENT_FN(xent_kl_rows)(const XENT_T *s, const XENT_T *t, int64_t n_rows, int64_t n_cols,
-                              const XENT_ARGS(xent_kl_args) *a, XENT_T *loss, XENT_T *grad,
-                              double *total, int n_threads)
+int64_t XENT_FN(xent_kl_rows)(xent_kl_call *c)
 {
-    const double T = a->temperature;
+    const XENT_T *s = (const XENT_T *)c->s, *t = (const XENT_T *)c->t;
+    const XENT_T *grad_rows = (const XENT_T *)c->grad_rows;
+    const int64_t n_rows = c->n_rows, n_cols = c->n_cols;
+    XENT_T *loss = (XENT_T *)c->loss, *grad = (XENT_T *)c->grad;
+    const double T = c->opt.temperature;
     const XENT_T inv_T = (XENT_T)(1.0 / T);
-    double gs = a->grad_scale * T;
-    const int nt = xent_threads_for(n_rows * n_cols * (grad ? 3 : 2), n_rows, n_threads);
+    double gs = c->opt.grad_scale * T;
+    const int nt = xent_threads_for(n_rows * n_cols * (grad ? 3 : 2), n_rows, c->n_threads);
     int64_t i;
-    *total = 0.0;
+    c->total = 0.0;
     (void)nt; /* unused in a serial build */
-    if (a->reduction == XENT_RED_MEAN) gs /= (double)n_rows * (double)n_cols;
-    else if (a->reduction == XENT_RED_BATCHMEAN) gs /= (double)n_rows;
+    if (c->opt.reduction == XENT_REDUCE_MEAN) gs /= (double)n_rows * (double)n_cols;
+    else if (c->opt.reduction == XENT_REDUCE_BATCHMEAN) gs /= (double)n_rows;
     XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
     for (i = 0; i < n_rows; ++i) {
         const XENT_T *sr = s + i * n_cols, *tr = t + i * n_cols;
@@ -110,12 +112,12 @@ int64_t XENT_FN(xent_kl_rows)(const XENT_T *s, const XENT_T *t, int64_t n_rows, 
         const double A = xent_kl_row_sums(sr, tr, n_cols, ms, mt, inv_T, &S, &R);
         if (loss) loss[i] = (XENT_T)(T * T * (A / R - (log(R) - log(S))));
         if (grad) {
-            const double g = gs * (a->grad_rows ? (double)a->grad_rows[i] : 1.0);
+            const double g = gs * (grad_rows ? (double)grad_rows[i] : 1.0);
             xent_kl_row_grad(sr, tr, n_cols, ms, mt, inv_T, (XENT_T)(g / S), (XENT_T)(g / R),
                              grad + i * n_cols);
         }
     }
-    if (loss) *total = row_sum_wide(loss, n_rows);
+    if (loss) c->total = row_sum_wide(loss, n_rows);
     return XENT_OK;
 }
 

@@ -28,14 +28,20 @@ XENT_INLINE int64_t xent_ece_row_find(const XENT_T *x, int64_t n, XENT_T m)
     return 0;
 }
 
-int64_t XENT_FN(xent_ece_rows)(const XENT_T *x, const int64_t *t, int64_t n_rows, int64_t n_cols,
-                               int64_t ignore_index, int64_t n_bins, double *row_conf,
-                               int64_t *row_bin, double *bin_conf, double *bin_acc,
-                               int64_t *bin_count, double *ece, int n_threads)
+int64_t XENT_FN(xent_ece_rows)(xent_ece_call *c)
 {
+    const XENT_T *x = (const XENT_T *)c->x;
+    const int64_t *t = c->target, n_rows = c->n_rows, n_cols = c->n_cols;
+    const int64_t ignore_index = c->opt.ignore_index, n_bins = c->opt.n_bins;
+    /* scratch: XENT_ECE_SCRATCH_BYTES(n_rows, n_bins), 8-byte items throughout */
+    double *row_conf = (double *)c->scratch;
+    int64_t *row_bin = (int64_t *)(row_conf + n_rows);
+    double *bin_conf = (double *)(row_bin + n_rows), *bin_acc = bin_conf + n_bins;
+    int64_t *bin_count = (int64_t *)(bin_acc + n_bins);
+    double *ece = &c->ece;
     int64_t cnt, i, b;
     const int64_t bad = xent_variants_check_targets(t, n_rows, n_cols, ignore_index, &cnt);
-    const int nt = xent_threads_for(n_rows * n_cols, n_rows, n_threads);
+    const int nt = xent_threads_for(n_rows * n_cols, n_rows, c->n_threads);
     const double step = 1.0 / (double)n_bins;
     int any_nan = 0;
     double s;

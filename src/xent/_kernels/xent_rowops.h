@@ -263,14 +263,10 @@ XENT_INLINE void row_scale(const XENT_T *e, int64_t n, XENT_T a, XENT_T *out)
     if (i < n) xv_store_part(out + i, xv_mul(xv_load_part(e + i, n - i, 0), va), n - i);
 }
 
-/*
- * Whether a separate output of n_rows x n_cols goes to memory with streaming
- * (non-temporal) stores: when it is too large to stay in cache.  Smaller outputs
- * (and outputs written in place) use ordinary stores.
- */
+/* Whether a separate output is written with streaming stores (xent_stream_output). */
 XENT_INLINE int rows_stream_output(const XENT_T *x, const XENT_T *out, int64_t n_rows, int64_t n_cols)
 {
-    return out != NULL && out != x && n_rows * n_cols * (int64_t)sizeof(XENT_T) > XENT_STREAM_MIN_BYTES;
+    return xent_stream_output(x, out, n_rows, n_cols, sizeof(XENT_T));
 }
 
 /* out = (x - m) - c, PyTorch's log_softmax ordering (x may alias out). */

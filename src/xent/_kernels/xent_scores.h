@@ -332,37 +332,40 @@ XENT_INLINE XS_OUT xs_row(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T T, in
 }
 
 /*
- * token_scores over the rows of a contiguous (n_rows, n_cols) array, n_cols >= 1.
- * a->target (n_rows int64, or NULL) with a->ignore_index; a->temperature > 0;
- * outputs: a->lse, a->entropy (n_rows), a->logprob and a->rank (n_rows, both
- * or neither, only with a target), a->top_logprobs / a->top_indices
- * (n_rows x a->top_k, 0 <= top_k <= n_cols; NULL when top_k == 0).
+ * token_scores over the rows of a contiguous (n_rows, n_cols) array, n_cols >= 1
+ * (xent_scores_call): target (n_rows int64, or NULL) with opt.ignore_index;
+ * opt.temperature > 0; outputs lse, entropy (n_rows), logprob and rank (n_rows,
+ * both or neither, only with a target), top_logprobs / top_indices
+ * (n_rows x opt.top_k, 0 <= top_k <= n_cols; NULL when top_k == 0).
  * Returns the number of out-of-range targets (not ignore_index).
  */
-int64_t XENT_FN(xent_token_scores_rows)(const XENT_T *x, int64_t n_rows, int64_t n_cols,
-                                        const XENT_ARGS(xent_scores_args) *a, int n_threads)
+int64_t XENT_FN(xent_token_scores_rows)(xent_scores_call *c)
 {
-    const int nt = xent_threads_for(n_rows * n_cols, n_rows, n_threads);
-    const XENT_T T = (XENT_T)a->temperature;
+    const XENT_T *x = (const XENT_T *)c->x;
+    const int64_t n_rows = c->n_rows, n_cols = c->n_cols;
+    const int nt = xent_threads_for(n_rows * n_cols, n_rows, c->n_threads);
+    const XENT_T T = (XENT_T)c->opt.temperature;
     const int scaled = T != (XENT_T)1;
-    const int64_t k = (a->top_logprobs && a->top_indices) ? a->top_k : 0;
-    const int64_t *tgt = a->target;
-    const int64_t ign = a->ignore_index;
+    const int64_t k = (c->top_logprobs && c->top_indices) ? c->opt.top_k : 0;
+    const int64_t *tgt = c->target;
+    const int64_t ign = c->opt.ignore_index;
+    XENT_T *lse = (XENT_T *)c->lse, *entropy = (XENT_T *)c->entropy, *logprob = (XENT_T *)c->logprob;
+    XENT_T *top_logprobs = (XENT_T *)c->top_logprobs;
     int64_t bad = 0, i;
     (void)nt; /* unused in a serial build */
     if (n_cols <= 0) return XENT_OK;
     XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1) reduction(+:bad))
     for (i = 0; i < n_rows; ++i) {
         const XENT_T *xr = x + i * n_cols;
-        XENT_T *hv = k ? a->top_logprobs + i * k : NULL;
-        int64_t *hi = k ? a->top_indices + i * k : NULL;
+        XENT_T *hv = k ? top_logprobs + i * k : NULL;
+        int64_t *hi = k ? c->top_indices + i * k : NULL;
         int64_t t = -1;
         XENT_T sbuf[XENT_CHUNK]; /* 8 or 16 KiB of stack: the chunk of x / T */
         XS_OUT r;
         if (tgt) {
-            const int64_t ti = tgt[i];
+            const int64_t ti = xent_load_target(tgt + i);
             if (ti != ign) {
-                if (ti >= 0 && ti < n_cols) t = ti;
+                if (xent_class_ok(ti, n_cols)) t = ti;
                 else ++bad;
             }
         }
@@ -376,11 +379,11 @@ int64_t XENT_FN(xent_token_scores_rows)(const XENT_T *x, int64_t n_rows, int64_t
         case 6: r = xs_row(xr, n_cols, T, t, hv, hi, k, sbuf, 1, 1, 0); break;
         default: r = xs_row(xr, n_cols, T, t, hv, hi, k, sbuf, 1, 1, 1); break;
         }
-        a->lse[i] = r.lse;
-        a->entropy[i] = r.ent;
-        if (tgt && a->logprob && a->rank) {
-            a->logprob[i] = t >= 0 ? r.lp : (XENT_T)NAN;
-            a->rank[i] = r.rank;
+        lse[i] = r.lse;
+        entropy[i] = r.ent;
+        if (tgt && logprob && c->rank) {
+            logprob[i] = t >= 0 ? r.lp : (XENT_T)NAN;
+            c->rank[i] = r.rank;
         }
     }
     return bad;

@@ -29,11 +29,9 @@
 #if XENT_F32
 #define XENT_T float
 #define XENT_SFX f32
-#define XENT_ARGS_SFX f32
 #else
 #define XENT_T double
 #define XENT_SFX f64
-#define XENT_ARGS_SFX f64
 #endif
 
 #if XENT_ISA == XENT_ISA_AVX512

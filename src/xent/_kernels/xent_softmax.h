@@ -38,10 +38,13 @@ XENT_INLINE void lse_small_block(const XENT_T *xb, int64_t C, int64_t nr, XENT_T
             if (!isfinite(out[k]) || !isfinite((double)out[k])) out[k] = xent_lse_row(xb + k * C, C);
 }
 
-int64_t XENT_FN(xent_logsumexp_rows)(const XENT_T *x, int64_t n_rows, int64_t n_cols,
-                                     XENT_T *out, int n_threads)
+/* out[i] = logsumexp of row i (xent_rows_call: out has n_rows elements). */
+int64_t XENT_FN(xent_logsumexp_rows)(xent_rows_call *c)
 {
-    const int nt = xent_threads_for(n_rows * n_cols, n_rows, n_threads);
+    const XENT_T *x = (const XENT_T *)c->x;
+    const int64_t n_rows = c->n_rows, n_cols = c->n_cols;
+    XENT_T *out = (XENT_T *)c->out;
+    const int nt = xent_threads_for(n_rows * n_cols, n_rows, c->n_threads);
     int64_t i;
     if (XV_N > 1 && n_cols > 0 && n_cols <= XENT_SMALL_C) {
         const int64_t nb = (n_rows + XV_N - 1) / XV_N;
@@ -91,10 +94,12 @@ XENT_INLINE void softmax_rows_streamed(const XENT_T *x, int64_t lo, int64_t hi, 
  * n_cols elements, a cache for the exponentials) is given; otherwise, and in
  * place, the exponentials are stored in `out` and rescaled there.  Same bits.
  */
-int64_t XENT_FN(xent_softmax_rows)(const XENT_T *x, int64_t n_rows, int64_t n_cols,
-                                   XENT_T *out, XENT_T *scratch, int n_threads)
+int64_t XENT_FN(xent_softmax_rows)(xent_rows_call *c)
 {
-    const int nt = xent_threads_for(n_rows * n_cols, n_rows, n_threads);
+    const XENT_T *x = (const XENT_T *)c->x;
+    const int64_t n_rows = c->n_rows, n_cols = c->n_cols;
+    XENT_T *out = (XENT_T *)c->out, *scratch = (XENT_T *)c->scratch;
+    const int nt = xent_threads_for(n_rows * n_cols, n_rows, c->n_threads);
     const int stream = scratch != NULL && rows_stream_output(x, out, n_rows, n_cols);
     if (n_cols == 0) return XENT_OK;
     XENT_PRAGMA_OMP(parallel num_threads(nt) if(nt > 1))
@@ -120,10 +125,12 @@ int64_t XENT_FN(xent_softmax_rows)(const XENT_T *x, int64_t n_rows, int64_t n_co
 }
 
 /* out = log_softmax(x) row-wise, computed as (x - max) - log(sum); out may alias x. */
-int64_t XENT_FN(xent_log_softmax_rows)(const XENT_T *x, int64_t n_rows, int64_t n_cols,
-                                       XENT_T *out, int n_threads)
+int64_t XENT_FN(xent_log_softmax_rows)(xent_rows_call *c)
 {
-    const int nt = xent_threads_for(n_rows * n_cols, n_rows, n_threads);
+    const XENT_T *x = (const XENT_T *)c->x;
+    const int64_t n_rows = c->n_rows, n_cols = c->n_cols;
+    XENT_T *out = (XENT_T *)c->out;
+    const int nt = xent_threads_for(n_rows * n_cols, n_rows, c->n_threads);
     const int stream = rows_stream_output(x, out, n_rows, n_cols);
     if (n_cols == 0) return XENT_OK;
     XENT_PRAGMA_OMP(parallel num_threads(nt) if(nt > 1))
@@ -144,24 +151,6 @@ int64_t XENT_FN(xent_log_softmax_rows)(const XENT_T *x, int64_t n_rows, int64_t 
             }
         }
     }
-    return XENT_OK;
-}
-
-/* Vector exp of the active path over an array (exposed for the accuracy tests). */
-int64_t XENT_FN(xent_exp_array)(const XENT_T *x, int64_t n, XENT_T *out)
-{
-    int64_t i = 0;
-    for (; i + XV_N <= n; i += XV_N) xv_storeu(out + i, xv_exp(xv_loadu(x + i)));
-    if (i < n) xv_store_part(out + i, xv_exp(xv_load_part(x + i, n - i, 0)), n - i);
-    return XENT_OK;
-}
-
-/* Vector log of the active path over an array (exposed for the accuracy tests). */
-int64_t XENT_FN(xent_log_array)(const XENT_T *x, int64_t n, XENT_T *out)
-{
-    int64_t i = 0;
-    for (; i + XV_N <= n; i += XV_N) xv_storeu(out + i, xv_log(xv_loadu(x + i)));
-    if (i < n) xv_store_part(out + i, xv_log(xv_load_part(x + i, n - i, 1)), n - i);
     return XENT_OK;
 }
 

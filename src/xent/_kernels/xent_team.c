@@ -1,30 +1,31 @@
 /*
- * xent_team.c -- keep xent's OpenMP workers off the calling thread's CPU.
+ * xent_team.c -- process-level care of xent's OpenMP teams: optional worker
+ * placement, and fork safety (below).
  *
- * Why: on the development VM (Linux 6.18 under KVM, 2 vCPUs), a worker woken
- * after its thread had slept was often placed on the CPU of the thread that
- * woke it, the caller, and ran only once the caller blocked at the closing
- * barrier.  A two-thread region then took as long as one thread doing all the
- * work: after a 30 ms pause, 32768 x 1000 fused loss+grad took 13.5 ms with the
- * workers left to the scheduler and 8.0 ms with this placement, 262144 x 10 3.4
- * and 2.1 ms.  Without a pause the two are equal.
- *
- * What: before a team of nt threads starts, the caller (the team's master)
- * compares its current CPU with the CPU the team was last placed for.  If it
- * moved (or on first use), a short region lets each worker restrict itself to
- * the caller's allowed CPUs minus the caller's CPU.  The caller itself is never
- * pinned.  With more threads than allowed CPUs, workers get all of them
- * (restricting them would crowd them onto fewer CPUs).
+ * Worker placement (opt-in: XENT_PIN_THREADS=1).  On the development VM (Linux
+ * 6.18 under KVM, 2 vCPUs) a worker woken after its thread had slept was often
+ * placed on the CPU of the thread that woke it, the caller, and ran only once
+ * the caller blocked at the closing barrier, so a two-thread region after an
+ * idle pause took as long as one thread.  With placement on, before a team of
+ * nt threads starts, the caller compares its current CPU with the CPU the team
+ * was last placed for; if it moved (or on first use), a short region lets each
+ * worker restrict itself to the caller's allowed CPUs minus the caller's CPU.
+ * The caller itself is never pinned; with more threads than allowed CPUs,
+ * workers get all of them.  It is opt-in because the workers belong to the
+ * OpenMP runtime, which other libraries in the process (PyTorch) share: their
+ * regions would run on the restricted workers too.
  *
  * State is per calling thread (thread-local, like libgomp's thread pools), so
  * concurrent callers never share it.  The switch is set once at import
- * (xent_team_placement_select, from XENT_PIN_THREADS and the OpenMP binding
- * variables) and only read afterwards.  Linux with OpenMP only; elsewhere
- * xent_team_prepare does nothing.
+ * (xent_team_placement_select) and only read afterwards.  Linux with OpenMP
+ * only; elsewhere xent_team_prepare does nothing.
  */
 #if defined(__linux__)
 #define _GNU_SOURCE
 #include <sched.h>
+#endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
 #endif
 #include "xent_common.h"
 
@@ -49,6 +50,13 @@ static _Thread_local int tl_size = 0;  /* team size placed */
 static _Thread_local int tl_ncpu = 0;  /* caller's allowed CPUs at that time */
 static _Thread_local int tl_excluded;  /* 1: workers exclude tl_cpu; 0: they may run anywhere allowed */
 
+static void xent_team_forget(void)
+{
+    tl_cpu = -1;
+    tl_size = 0;
+    tl_excluded = 0;
+}
+
 void xent_team_prepare(int nt)
 {
     cpu_set_t set;
@@ -72,5 +80,34 @@ void xent_team_prepare(int nt)
     tl_excluded = exclude;
 }
 #else
+static void xent_team_forget(void) {}
 void xent_team_prepare(int nt) { (void)nt; }
+#endif
+
+/*
+ * Fork safety.  GNU OpenMP keeps each thread's team of workers in a pool that a
+ * forked child inherits without the worker threads: the child's first parallel
+ * region from the forking thread then waits for them forever.  Before every
+ * fork the forking thread's pool is released (omp_pause_resource_all, OpenMP
+ * 5.0), so the child starts a fresh pool; the parent re-creates its workers on
+ * its next region (a one-off cost of starting threads).  Weak, so a runtime
+ * without the call (older libgomp, or none) is simply left alone; LLVM's and
+ * Intel's runtimes handle fork themselves.
+ */
+#if defined(_OPENMP) && (defined(__unix__) || defined(__APPLE__)) && defined(__GNUC__)
+#pragma weak omp_pause_resource_all
+static void xent_before_fork(void)
+{
+    if (omp_pause_resource_all != NULL && !omp_in_parallel()) (void)omp_pause_resource_all(omp_pause_soft);
+    xent_team_forget(); /* the workers placed for this thread are gone */
+}
+
+int xent_fork_guard_install(void)
+{
+    static int installed = 0;
+    if (!installed) installed = pthread_atfork(xent_before_fork, NULL, NULL) == 0;
+    return installed;
+}
+#else
+int xent_fork_guard_install(void) { return 0; }
 #endif
