@@ -9,6 +9,8 @@
 #                          PyTorch comparisons are skipped via importorskip). Never unpinned.
 #   XENT_WHEEL_TESTS       the test files (relative to tests/) to run against the wheel;
 #                          default: the whole suite.
+#   XENT_DISABLE_OPENMP=1  builds the serial extension (read by setup.py);
+#   XENT_WHEEL_EXPECT_OPENMP=0|1  fails unless xent.openmp_enabled() says so.
 #   XENT_TORCH_PIP_ARGS    extra pip args for torch, e.g. on a plain CI runner
 #                          "--index-url https://download.pytorch.org/whl/cpu
 #                           --extra-index-url https://pypi.org/simple" (CPU wheel, no CUDA).
@@ -82,11 +84,20 @@ log "creating venv"
 "$PY" -m venv "$TMP/venv"
 VPY="$TMP/venv/bin/python"
 [ -x "$VPY" ] || VPY="$TMP/venv/Scripts/python.exe"
-"$VPY" -m pip install -q "$WHEEL" "pytest>=7" "hypothesis>=6" "threadpoolctl>=3"
 if [ "${XENT_CHECK_TORCH:-1}" = "1" ]; then
-    log "installing torch==2.13.0"
+    log "installing the wheel with its [test] extra (torch==2.13.0 included)"
     # shellcheck disable=SC2086
-    "$VPY" -m pip install -q "torch==2.13.0" ${XENT_TORCH_PIP_ARGS:-}
+    "$VPY" -m pip install -q --no-compile "${WHEEL}[test]" ${XENT_TORCH_PIP_ARGS:-} \
+        2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+else
+    "$VPY" -m pip install -q --no-compile "$WHEEL" "pytest>=7" "hypothesis>=6" \
+        "threadpoolctl>=3" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+fi
+if [ -n "${XENT_WHEEL_EXPECT_OPENMP:-}" ]; then
+    "$VPY" -c 'import sys, xent; sys.exit(int(xent.openmp_enabled() != (sys.argv[1] == "1")))' \
+        "$XENT_WHEEL_EXPECT_OPENMP" || {
+        echo "wheel_check: openmp_enabled() is not ${XENT_WHEEL_EXPECT_OPENMP}"; exit 1; }
+    log "openmp_enabled() == ${XENT_WHEEL_EXPECT_OPENMP} as expected"
 fi
 
 # 5. Run the tests from outside the tree against the installed wheel.  importlib mode
