@@ -80,6 +80,52 @@ def workload():
                 call("cross_entropy_grad", x, t, out=np.empty(shape, np.float16), expect=ValueError)
 
 
+def aliasing_and_races():
+    """Hostile callers (issue 14): out= overlapping every other argument, and a thread
+    rewriting the targets while calls run (values may be wrong; memory must stay valid)."""
+    import threading
+
+    for dt in (np.float32, np.float64):
+        for c in (10, 70):
+            buf = rng.standard_normal((8, c)).astype(dt)
+            lab = buf.view(np.int64 if dt == np.float64 else np.int32)[:, 0]
+            if dt == np.float64:
+                lab[:] = rng.integers(0, c, size=8)
+                call("cross_entropy_and_grad", buf, lab, out=buf)
+                call("nll_loss_grad", buf, lab, out=buf, expect=IndexError)
+            x = rng.standard_normal((9, c)).astype(dt)
+            big = np.abs(rng.standard_normal((9, c)).astype(dt))
+            call("cross_entropy_and_grad", x[1:], big[1:], out=big[:-1])
+            call("cross_entropy_grad", x[:-1], rng.integers(0, c, 8), out=x[1:])
+            w = x[0].copy()
+            call("cross_entropy_and_grad", x, rng.integers(0, c, 9), weight=x[0], out=x)
+            call("cross_entropy_and_grad", x, rng.integers(0, c, 9), weight=w,
+                 sample_weight=x[:, 0], out=x)
+            call("logsumexp", x, out=x[-1, :9])
+            call("softmax", x[:-1], out=x[1:])
+        t = rng.integers(0, 40, size=64)
+        x = rng.standard_normal((64, 40)).astype(dt)
+        stop = threading.Event()
+
+        def flip(t=t, stop=stop):
+            vals = np.array([1, -100, 2**40, -7, 39, 40])
+            i = 0
+            while not stop.is_set():
+                t[i % t.size] = vals[i % vals.size]
+                i += 1
+
+        th = threading.Thread(target=flip)
+        th.start()
+        try:
+            for _ in range(30):
+                for name in ("cross_entropy", "cross_entropy_and_grad", "nll_loss_grad",
+                             "focal_loss_grad"):
+                    call(name, x, t, num_threads=2, expect=IndexError)
+        finally:
+            stop.set()
+            th.join()
+
+
 from xent._kernels import _core  # noqa: E402
 
 best = _core.simd_supported()  # valgrind hides AVX-512, so this is at most avx2 under it
@@ -87,5 +133,6 @@ paths = _core.SIMD_NAMES[: list(_core.SIMD_NAMES).index(best) + 1]
 for path in paths:
     _core.simd_select(path)
     workload()
+    aliasing_and_races()
 _core.simd_select(best)
 print(f"memcheck smoke: {calls} calls OK on SIMD paths {', '.join(paths)}")

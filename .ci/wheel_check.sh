@@ -7,6 +7,10 @@
 #   PYTHON                 interpreter to build with and base the venv on (default: python3)
 #   XENT_CHECK_TORCH=1     also install torch==2.13.0 in the venv (default 1; 0 = the
 #                          PyTorch comparisons are skipped via importorskip). Never unpinned.
+#   XENT_WHEEL_TESTS       the test files (relative to tests/) to run against the wheel;
+#                          default: the whole suite.
+#   XENT_DISABLE_OPENMP=1  builds the serial extension (read by setup.py);
+#   XENT_WHEEL_EXPECT_OPENMP=0|1  fails unless xent.openmp_enabled() says so.
 #   XENT_TORCH_PIP_ARGS    extra pip args for torch, e.g. on a plain CI runner
 #                          "--index-url https://download.pytorch.org/whl/cpu
 #                           --extra-index-url https://pypi.org/simple" (CPU wheel, no CUDA).
@@ -23,9 +27,16 @@ trap cleanup EXIT
 t0=$SECONDS
 log() { echo "[wheel_check +$((SECONDS - t0))s] $*"; }
 
-# 1. sdist, then a wheel built from that sdist (python -m build does this by default).
+# 1. sdist, then a wheel built from that sdist (python -m build does this by default),
+#    with a pinned `build` in its own venv: the interpreter need not have it.
+log "installing build==1.2.2 into $TMP/buildenv"
+"$PY" -m venv "$TMP/buildenv"
+BPY="$TMP/buildenv/bin/python"
+[ -x "$BPY" ] || BPY="$TMP/buildenv/Scripts/python.exe"
+"$BPY" -m pip install -q "build==1.2.2" \
+    2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
 log "building sdist + wheel from sdist into $TMP/dist"
-"$PY" -m build --outdir "$TMP/dist" "$SRC" > "$TMP/build.log" 2>&1 || {
+"$BPY" -m build --outdir "$TMP/dist" "$SRC" > "$TMP/build.log" 2>&1 || {
     tail -50 "$TMP/build.log"; echo "wheel_check: build FAILED"; exit 1; }
 SDIST="$(ls "$TMP"/dist/*.tar.gz)"
 WHEEL="$(ls "$TMP"/dist/*.whl)"
@@ -73,11 +84,20 @@ log "creating venv"
 "$PY" -m venv "$TMP/venv"
 VPY="$TMP/venv/bin/python"
 [ -x "$VPY" ] || VPY="$TMP/venv/Scripts/python.exe"
-"$VPY" -m pip install -q "$WHEEL" "pytest>=7" "hypothesis>=6" "threadpoolctl>=3"
 if [ "${XENT_CHECK_TORCH:-1}" = "1" ]; then
-    log "installing torch==2.13.0"
+    log "installing the wheel with its [test] extra (torch==2.13.0 included)"
     # shellcheck disable=SC2086
-    "$VPY" -m pip install -q "torch==2.13.0" ${XENT_TORCH_PIP_ARGS:-}
+    "$VPY" -m pip install -q --no-compile "${WHEEL}[test]" ${XENT_TORCH_PIP_ARGS:-} \
+        2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+else
+    "$VPY" -m pip install -q --no-compile "$WHEEL" "pytest>=7" "hypothesis>=6" \
+        "threadpoolctl>=3" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+fi
+if [ -n "${XENT_WHEEL_EXPECT_OPENMP:-}" ]; then
+    "$VPY" -c 'import sys, xent; sys.exit(int(xent.openmp_enabled() != (sys.argv[1] == "1")))' \
+        "$XENT_WHEEL_EXPECT_OPENMP" || {
+        echo "wheel_check: openmp_enabled() is not ${XENT_WHEEL_EXPECT_OPENMP}"; exit 1; }
+    log "openmp_enabled() == ${XENT_WHEEL_EXPECT_OPENMP} as expected"
 fi
 
 # 5. Run the tests from outside the tree against the installed wheel.  importlib mode
@@ -95,7 +115,9 @@ def main():
     import pytest
 
     venv, src = os.path.realpath(os.environ["VENV"]), os.environ["SRC"]
-    args = [os.path.join(src, "tests"), "-q", "-p", "no:cacheprovider",
+    files = os.environ.get("XENT_WHEEL_TESTS", "").split()
+    paths = [os.path.join(src, "tests", f) for f in files] or [os.path.join(src, "tests")]
+    args = [*paths, "-q", "-p", "no:cacheprovider",
             "--import-mode=importlib", *sys.argv[1:]]
     rc = pytest.main(args)
     import xent

@@ -1,10 +1,8 @@
-"""Providers and parametrization of the pytest-benchmark suites.
+"""pytest-benchmark parametrization: every case of a scale x every provider handling it.
 
-Every ``bench_*`` function takes the fixtures ``provider`` (``xent``, ``numpy``
-or ``torch``), ``dtype``, ``shape`` and ``threads``; the shapes come from
-``shapes.py`` (``FULL`` normally, ``SMALL`` with ``--benchmark-disable`` or
-``--bench-size=small``).  A provider that is not installed, or an xent function
-that does not exist yet, skips the test with a message saying so.
+The cases and providers are those of ``python -m xent bench``; the scale is
+``tiny`` with ``--benchmark-disable`` (the CI smoke run), else ``quick``,
+unless ``--bench-scale`` (or ``XENT_BENCH_SCALE``) says otherwise.
 """
 
 from __future__ import annotations
@@ -12,9 +10,10 @@ from __future__ import annotations
 import importlib.util
 import os
 
-import numpy as np
 import pytest
-from shapes import DTYPES, PROVIDERS, THREADS, shape_id, shapes_for
+
+from .cases import SCALES, build_cases
+from .providers import all_providers
 
 if importlib.util.find_spec("pytest_benchmark") is None:  # pragma: no cover
 
@@ -25,59 +24,27 @@ if importlib.util.find_spec("pytest_benchmark") is None:  # pragma: no cover
 
 
 def pytest_addoption(parser):
-    parser.addoption(
-        "--bench-size",
-        choices=("auto", "small", "full"),
-        default=os.environ.get("XENT_BENCH_SIZE", "auto"),
-        help="shapes of the benchmarks: small (smoke test), full, or auto (small when "
-        "--benchmark-disable is given, else full); env XENT_BENCH_SIZE",
-    )
+    parser.addoption("--bench-scale", choices=("auto", *SCALES),
+                     default=os.environ.get("XENT_BENCH_SCALE", "auto"),
+                     help="cases of the benchmark: tiny, quick or full; auto (default) is "
+                     "tiny with --benchmark-disable, else quick (env XENT_BENCH_SCALE)")
 
 
-def _small(config) -> bool:
-    size = config.getoption("--bench-size")
-    if size == "auto":
-        return bool(config.getoption("benchmark_disable", default=False))
-    return size == "small"
+def bench_scale(config) -> str:
+    scale = config.getoption("--bench-scale")
+    if scale != "auto":
+        return scale
+    return "tiny" if config.getoption("benchmark_disable", default=False) else "quick"
 
 
 def pytest_report_header(config):
-    return f"xent benchmarks: {'small' if _small(config) else 'full'} shapes"
+    return f"xent benchmarks: {bench_scale(config)} cases"
 
 
 def pytest_generate_tests(metafunc):
-    """Parametrize provider x (dtype, shape) x threads from shapes.py."""
-    family = getattr(metafunc.module, "FAMILY", None)
-    names = metafunc.fixturenames
-    if "provider" in names:
-        metafunc.parametrize("provider", PROVIDERS)
-    if family and "shape" in names and "dtype" in names:
-        small = _small(metafunc.config)
-        pairs = [(d, s) for d in DTYPES for s in shapes_for(family, small, d)]
-        metafunc.parametrize(
-            ("dtype", "shape"), pairs, ids=[f"{d}-{shape_id(s)}" for d, s in pairs]
-        )
-    if "threads" in names:
-        metafunc.parametrize("threads", THREADS, ids=[f"t{n}" for n in THREADS])
-
-
-@pytest.fixture
-def lib(provider, threads):
-    """The provider's module, with its thread count set (restored afterwards)."""
-    if provider == "xent":
-        import xent
-
-        yield xent
-    elif provider == "numpy":
-        yield np
-    elif provider == "torch":
-        if importlib.util.find_spec("torch") is None:
-            pytest.skip("provider torch is not installed")
-        import torch
-
-        old = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        yield torch
-        torch.set_num_threads(old)
-    else:  # pragma: no cover
-        raise ValueError(provider)
+    """Parametrize (case, provider) over the scale's cases and the providers handling them."""
+    if {"case", "provider"} <= set(metafunc.fixturenames):
+        pairs = [(c, p) for c in build_cases(bench_scale(metafunc.config))
+                 for p in all_providers() if p.handles(c)]
+        metafunc.parametrize(("case", "provider"), pairs,
+                             ids=[f"{c.id.replace('|', '-')}-{p.name}" for c, p in pairs])

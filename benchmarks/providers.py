@@ -1,118 +1,303 @@
-"""Helpers of the benchmark suites: data makers, result labels and NumPy references."""
+"""Providers: who computes a case (xent, PyTorch, NumPy, ...) and the yardsticks.
+
+A provider is a `Provider` subclass.  For each case the harness calls, in
+this order and outside every timed region:
+
+1. ``unavailable()`` once per process: a note when the provider cannot run
+   here at all (library not installed), else None;
+2. ``handles(case)``: whether the provider computes this op at this shape at
+   all (by design; cases it does not handle get no column entry);
+3. ``set_threads(case.n_threads)``: global thread settings of its library;
+4. ``prepare(case, data) -> Call``: converts the inputs (zero-copy where it
+   can), builds the closure to time; raises `ProviderSkip` with a note when
+   this case cannot run here (e.g. an optional module missing);
+5. ``Call.compile()`` if set, once, timed alone and reported as
+   ``compile_ms`` (jit compilation, autotuning);
+6. ``Call.restore()`` (if set) then ``Call.run()``, and ``Call.outputs`` of
+   the result compared with the float64 reference (``checks.py``); a
+   provider whose outputs differ is not timed;
+7. the timed repeats: ``restore()`` (untimed) before every ``run()``.
+
+Other modules plug in by defining ``PROVIDERS = [...]`` (instances) and being
+listed in ``PLUGINS``; a plugin that fails to import becomes a notice.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
 import numpy as np
-import pytest
-from shapes import shape_id
+
+from . import reference
+from .cases import TOP_K, Case, Data
+
+#: Modules of this package that may add providers (``benchmarks/rivals.py``).
+PLUGINS = ("rivals",)
+CE_OPS = ("fused", "latency", "loss", "adapter")
 
 
-def need_xent(name: str):
-    """The xent function `name`, or skip when this build does not have it yet."""
-    import xent
-
-    fn = getattr(xent, name, None)
-    if fn is None:
-        pytest.skip(f"xent.{name} is not available in this build yet")
-    return fn
+class ProviderSkip(Exception):
+    """Raised by ``prepare``: the case cannot run with this provider here (the note)."""
 
 
-def make_logits(shape, dtype, seed: int = 0) -> np.ndarray:
-    """Logits ~ N(0, 3^2) of the given shape and dtype."""
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(shape, dtype=np.float32) * 3.0).astype(dtype)
+@dataclass
+class Call:
+    """One provider's prepared call of one case."""
+
+    run: Callable[[], Any]  # the timed call
+    restore: Callable[[], None] | None = None  # untimed, before every run (in-place inputs)
+    compile: Callable[[], Any] | None = None  # untimed, once first; reported as compile_ms
+    outputs: Callable[[Any], dict] | None = None  # run()'s result -> checks.OUTPUTS keys
+    what: str = ""  # the call, as recorded in the results
 
 
-def make_targets(shape, seed: int = 1) -> np.ndarray:
-    """int64 class indices for logits of `shape`."""
-    return np.random.default_rng(seed).integers(0, shape[-1], size=shape[:-1], dtype=np.int64)
+class Provider:
+    """Base class: override ``prepare`` and, where needed, the other hooks."""
+
+    name = ""
+    kind = "impl"  # "impl" (checked against the reference) or "yardstick"
+    malloc_sensitive = False  # also timed in the default malloc environment pass
+
+    def unavailable(self) -> str | None:
+        """A note when the provider cannot run in this process, else None."""
+        return None
+
+    def handles(self, case: Case) -> bool:
+        """Whether the provider computes `case` at all."""
+        return True
+
+    def set_threads(self, n: int) -> None:
+        """Apply `n` threads to the provider's library (called before every case)."""
+
+    def prepare(self, case: Case, data: Data) -> Call:
+        """Build the call to time (see the module docstring)."""
+        raise NotImplementedError
 
 
-def pedantic_rounds(benchmark) -> int:
-    """Rounds of a ``benchmark.pedantic`` run: one in the smoke run, else seven."""
-    return 1 if getattr(benchmark, "disabled", False) else 7
+# --------------------------------------------------------------------------- xent
 
 
-def xent_fused_in_place(x: np.ndarray, t: np.ndarray, threads: int, **options):
-    """(setup, run) for ``xent.cross_entropy_and_grad(work, t, out=work)`` on a copy
-    of `x` that `setup` restores before every round, outside the timed region."""
-    fn = need_xent("cross_entropy_and_grad")
-    work = x.copy()
+def _ce_outputs(ret) -> dict:
+    loss, grad = ret
+    return {"loss": float(loss), "grad": grad}
 
-    def setup():
-        np.copyto(work, x)
+
+def _scores_outputs(s) -> dict:
+    return {"logsumexp": s.logsumexp, "entropy": s.entropy, "logprob": s.logprob,
+            "rank": s.rank, "top_logprobs": s.top_logprobs}
+
+
+class XentProvider(Provider):
+    """The public xent API with ``num_threads=case.n_threads``."""
+
+    name = "xent"
+
+    def prepare(self, case, data):
+        import xent
+
+        x, t, nt, opts = data.x, data.t, case.n_threads, data.ce_options()
+        if case.op == "fused":
+            work = x.copy()
+            return Call(lambda: xent.cross_entropy_and_grad(work, t, out=work, num_threads=nt,
+                                                            **opts),
+                        restore=lambda: np.copyto(work, x), outputs=_ce_outputs,
+                        what="cross_entropy_and_grad(x, t, out=x)")
+        if case.op == "latency":
+            return Call(lambda: xent.cross_entropy_and_grad(x, t, num_threads=nt, **opts),
+                        outputs=_ce_outputs, what="cross_entropy_and_grad(x, t)")
+        if case.op == "loss":
+            return Call(lambda: xent.cross_entropy(x, t, num_threads=nt, **opts),
+                        outputs=lambda r: {"loss": float(r)}, what="cross_entropy(x, t)")
+        if case.op == "token_scores":
+            return Call(lambda: xent.token_scores(x, t, top_k=TOP_K, num_threads=nt),
+                        outputs=_scores_outputs, what=f"token_scores(x, t, top_k={TOP_K})")
+        if case.op == "adapter":
+            return self._adapter(data, nt)
+        fn = getattr(xent, case.op)
+        return Call(lambda: fn(x, num_threads=nt), outputs=lambda r: {case.op: r},
+                    what=f"{case.op}(x)")
+
+    @staticmethod
+    def _adapter(data, nt):
+        try:
+            import torch
+
+            import xent.torch as xtorch
+        except ImportError as exc:
+            raise ProviderSkip(f"xent.torch is not importable ({exc})") from None
+        crit = xtorch.CrossEntropyLoss(num_threads=nt)
+        xa = torch.from_numpy(data.x.copy()).requires_grad_()
+        return _torch_backward_call(crit, xa, torch.from_numpy(data.t),
+                                    "xent.torch.CrossEntropyLoss()(x, t).backward()")
+
+
+# --------------------------------------------------------------------------- torch
+
+
+def _torch_backward_call(loss_fn, xt, tt, what: str) -> Call:
+    """``loss_fn(xt, tt).backward()`` on a leaf whose ``.grad`` is reset before each call."""
 
     def run():
-        return fn(work, t, out=work, num_threads=threads, **options)
+        xt.grad = None
+        loss = loss_fn(xt, tt)
+        loss.backward()
+        return loss
 
-    return setup, run
-
-
-def label(benchmark, op: str, provider: str, dtype: str, shape, threads: int) -> None:
-    """Group results per op/dtype/shape so providers are compared side by side."""
-    benchmark.group = f"{op}-{dtype}-{shape_id(shape)}"
-    benchmark.extra_info.update(
-        {"op": op, "provider": provider, "dtype": dtype, "shape": list(shape), "threads": threads}
-    )
+    return Call(run, outputs=lambda loss: {"loss": loss.item(), "grad": xt.grad.numpy()},
+                what=what)
 
 
-# NumPy references (max-shifted, float computations in the input dtype)
+def _torch_token_scores(torch, xt, tc):
+    """log_softmax, gather, topk, entropy and rank: what a PyTorch server computes."""
+    lp = torch.log_softmax(xt, -1)
+    return {
+        "logsumexp": xt[:, 0] - lp[:, 0],  # any column gives it back, in O(rows)
+        "entropy": -(lp.exp() * lp).sum(-1),
+        "logprob": lp.gather(-1, tc)[:, 0],
+        "rank": (xt > xt.gather(-1, tc)).sum(-1) + 1,
+        "top_logprobs": lp.topk(TOP_K, -1).values,
+    }
 
 
-def np_logsumexp(x: np.ndarray) -> np.ndarray:
-    """``m + log(sum(exp(x - m)))`` over the last axis."""
-    m = x.max(axis=-1, keepdims=True)
-    return np.log(np.exp(x - m).sum(axis=-1)) + m[..., 0]
+class TorchProvider(Provider):
+    """PyTorch eager on zero-copy ``torch.from_numpy`` views, ``torch.set_num_threads(n)``."""
+
+    name = "torch"
+    malloc_sensitive = True
+
+    def unavailable(self):
+        if importlib.util.find_spec("torch") is None:
+            return "torch is not installed (pip install torch==2.13.0)"
+        return None
+
+    def set_threads(self, n):
+        import torch
+
+        torch.set_num_threads(n)
+
+    def prepare(self, case, data):
+        import torch
+
+        F = torch.nn.functional
+        xt, tt = torch.from_numpy(data.x), torch.from_numpy(data.t)
+        kw = {"label_smoothing": data.label_smoothing}
+        if data.weight is not None:
+            kw["weight"] = torch.from_numpy(data.weight)
+        if case.op in ("fused", "latency"):
+            return _torch_backward_call(lambda a, b: F.cross_entropy(a, b, **kw),
+                                        xt.requires_grad_(), tt,
+                                        "F.cross_entropy(x, t).backward()")
+        if case.op == "adapter":
+            return _torch_backward_call(torch.nn.CrossEntropyLoss(), xt.requires_grad_(), tt,
+                                        "nn.CrossEntropyLoss()(x, t).backward()")
+        if case.op == "loss":
+            return Call(lambda: F.cross_entropy(xt, tt, **kw),
+                        outputs=lambda r: {"loss": r.item()}, what="F.cross_entropy(x, t)")
+        if case.op == "token_scores":
+            tc = tt[:, None]
+            return Call(lambda: _torch_token_scores(torch, xt, tc),
+                        outputs=lambda r: {k: v.numpy() for k, v in r.items()},
+                        what="log_softmax+gather+topk+entropy+rank")
+        fn = getattr(torch, case.op)
+        return Call(lambda: fn(xt, -1), outputs=lambda r: {case.op: r.numpy()},
+                    what=f"torch.{case.op}(x, -1)")
 
 
-def np_softmax(x: np.ndarray, log: bool = False) -> np.ndarray:
-    """Softmax or log-softmax over the last axis."""
-    s = x - x.max(axis=-1, keepdims=True)
-    if log:
-        s -= np.log(np.exp(s).sum(axis=-1, keepdims=True))
-        return s
-    np.exp(s, out=s)
-    s /= s.sum(axis=-1, keepdims=True)
-    return s
+# --------------------------------------------------------------------------- NumPy
 
 
-def np_cross_entropy(x: np.ndarray, t: np.ndarray):
-    """Mean cross-entropy of class targets."""
-    picked = np.take_along_axis(x, t[..., None], axis=-1)[..., 0]
-    return (np_logsumexp(x) - picked).mean()
+class NumpyProvider(Provider):
+    """``reference.py`` in the input dtype (NumPy: one thread whatever the case says).
+
+    Cross-entropy only for a few classes (at most ``MAX_CE_COLS``), where it
+    is a meaningful yardstick; its large-vocabulary runs would only add
+    minutes.
+    """
+
+    name = "numpy"
+    MAX_CE_COLS = 64
+
+    def handles(self, case):
+        if case.op in ("logsumexp", "softmax", "log_softmax"):
+            return True
+        return case.op in ("fused", "loss") and case.n_cols <= self.MAX_CE_COLS
+
+    def prepare(self, case, data):
+        x, t, opts = data.x, data.t, data.ce_options()
+        if case.op == "fused":
+            grad = np.empty_like(x)
+            return Call(lambda: reference.cross_entropy_and_grad(x, t, out=grad, **opts),
+                        outputs=_ce_outputs, what="reference.cross_entropy_and_grad")
+        if case.op == "loss":
+            return Call(lambda: reference.cross_entropy(x, t, **opts),
+                        outputs=lambda r: {"loss": float(r)}, what="reference.cross_entropy")
+        fn = getattr(reference, case.op)
+        return Call(lambda: fn(x), outputs=lambda r: {case.op: r}, what=f"reference.{case.op}")
 
 
-def np_cross_entropy_and_grad(x: np.ndarray, t: np.ndarray, out: np.ndarray):
-    """Mean cross-entropy and its gradient, written to `out`."""
-    lse = np_logsumexp(x)
-    rows = np.arange(t.size)
-    flat_x, flat_out, flat_t = x.reshape(-1, x.shape[-1]), out.reshape(-1, x.shape[-1]), t.ravel()
-    loss = (lse.ravel() - flat_x[rows, flat_t]).mean()
-    np.subtract(flat_x, lse.reshape(-1, 1), out=flat_out)
-    np.exp(flat_out, out=flat_out)
-    flat_out[rows, flat_t] -= 1.0
-    flat_out /= t.size
-    return loss, out
+# --------------------------------------------------------------------------- yardsticks
+
+#: Arrays smaller than this are passed over by one thread (a pool hand-off costs more).
+MIN_SPLIT_BYTES = 1 << 20
+_POOLS: dict = {}
 
 
-def np_cross_entropy_and_grad_options(x, t, weight, label_smoothing, ignore_index, out):
-    """Mean cross-entropy with class weights, label smoothing and ignored rows, and
-    its gradient written to `out` (PyTorch's formulas)."""
-    c = x.shape[-1]
-    eps = label_smoothing
-    keep = t != ignore_index
-    ts = np.where(keep, t, 0)
-    rows = np.arange(t.size)
-    lse = np_logsumexp(x)
-    wt = weight[ts] * keep
-    denom = wt.sum()
-    lp_t = x[rows, ts] - lse
-    smooth = (weight * (x - lse[:, None])).sum(axis=-1)
-    loss = (-(1 - eps) * wt * lp_t - eps / c * smooth * keep).sum() / denom
-    np.subtract(x, lse[:, None], out=out)
-    np.exp(out, out=out)
-    out *= ((1 - eps) * wt + eps / c * weight.sum() * keep)[:, None]
-    out -= eps / c * weight[None, :] * keep[:, None]
-    out[rows, ts] -= (1 - eps) * wt
-    out /= denom
-    return loss, out
+def _parallel(fn, n_threads: int, *arrays: np.ndarray) -> Callable[[], None]:
+    """A call running ``fn(*pieces)`` on `n_threads` equal pieces of the flat `arrays`."""
+    k = n_threads if arrays[0].nbytes >= MIN_SPLIT_BYTES else 1
+    pieces = [np.array_split(a.reshape(-1), k) for a in arrays]
+    if k == 1:
+        args = [p[0] for p in pieces]
+        return lambda: fn(*args)
+    pool = _POOLS.setdefault(k, ThreadPoolExecutor(k, thread_name_prefix="yardstick"))
+    return lambda: list(pool.map(fn, *pieces))
+
+
+class CopyYardstick(Provider):
+    """``np.copyto`` of the logits into another buffer, on the case's threads."""
+
+    name = "copy"
+    kind = "yardstick"
+
+    def prepare(self, case, data):
+        dst = np.empty_like(data.x)
+        return Call(_parallel(np.copyto, case.n_threads, dst, data.x),
+                    what=f"np.copyto(dst, x), {case.n_threads} thread(s)")
+
+
+class ReadYardstick(Provider):
+    """``np.add.reduce`` of the logits: one read-only pass, on the case's threads."""
+
+    name = "read"
+    kind = "yardstick"
+
+    def prepare(self, case, data):
+        return Call(_parallel(np.add.reduce, case.n_threads, data.x),
+                    what=f"np.add.reduce(x), {case.n_threads} thread(s)")
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def _plugin_providers(notices: list) -> list:
+    found = []
+    for name in PLUGINS:
+        module = f"{__package__}.{name}"
+        if importlib.util.find_spec(module) is None:
+            continue
+        try:
+            found += list(importlib.import_module(module).PROVIDERS)
+        except Exception as exc:  # a broken plugin must not stop the benchmark
+            notices.append(f"{module} not loaded: {type(exc).__name__}: {exc}")
+    return found
+
+
+def all_providers(notices: list | None = None) -> list:
+    """Every provider, in column order: xent, torch, numpy, plugins, then the yardsticks."""
+    notices = [] if notices is None else notices
+    return [XentProvider(), TorchProvider(), NumpyProvider(), *_plugin_providers(notices),
+            CopyYardstick(), ReadYardstick()]

@@ -1,7 +1,8 @@
-"""``python -m xent bench``: structure of its output (no timing assertions)."""
+"""``python -m xent bench`` and its harness in benchmarks/: structure, no timing assertions."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import importlib.util
 import json
@@ -9,99 +10,93 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-import xent
-from xent import _bench
+from benchmarks import measure, report, schema
+from benchmarks.cases import OPS, build_cases
+from benchmarks.harness import run_case
+from benchmarks.lab import isolation
+from benchmarks.providers import Call, Provider, XentProvider
 
+ROOT = Path(__file__).resolve().parents[1]
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
+TINY = measure.SETTINGS["tiny"]
 
 
-def _env(**extra):
-    env = dict(os.environ)
-    src = os.path.dirname(os.path.dirname(os.path.abspath(xent.__file__)))
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.update(extra)
-    return env
+def _xent_cli(*args, cwd=ROOT, **env):
+    return subprocess.run([sys.executable, "-m", "xent", "bench", *args], cwd=cwd,
+                          env={**os.environ, **env}, capture_output=True,
+                          text=True, timeout=600, check=False)
 
 
-def test_cli_quick_tiny_json(tmp_path):
-    path = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "xent", "bench", "--quick", "--json", str(path)],
-        env=_env(XENT_BENCH_TINY="1"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+def test_cli_tiny_writes_table_json_and_csv(tmp_path):
+    js, cs = tmp_path / "b.json", tmp_path / "b.csv"
+    proc = _xent_cli("--scale", "tiny", "--json", str(js), "--csv", str(cs))
     assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
-    for word in (
-        "op",
-        "shape",
-        "xent ms",
-        "torch ms",
-        "numpy ms",
-        "copy ms",
-        "% copy",
-        "Machine:",
-        "logsumexp",
-        "softmax",
-        "log_softmax",
-    ):
-        assert word in out
+    for word in ("xent ms", "copy ms", "read ms", "xent/copy", "xent/read", "logsumexp",
+                 "softmax", "Machine:", "simd_active"):
+        assert word in proc.stdout
     assert "[main " in proc.stderr  # one progress line per case
-    doc = json.loads(path.read_text())
-    assert doc["schema"] == _bench.SCHEMA_VERSION
-    assert doc["scale"] == "tiny"
-    for key in ("cpu", "xent", "numpy", "simd_active", "openmp"):
-        assert key in doc["machine"]
-    ids = [r["id"] for r in doc["rows"]] + [s["id"] for s in doc["skipped"]]
-    assert len(ids) == len(set(ids)) == len(_bench.build_cases("tiny"))
-    ops = {r["key"] for r in doc["rows"]}
-    assert {"logsumexp", "softmax", "log_softmax"} <= ops
-    for r in doc["rows"]:
-        assert r["xent_ms"] > 0 and r["copy_ms"] > 0
-        assert r["pct_of_copy"] > 0 and r["xent_gbps"] > 0
-        assert r["dtype"] in ("float32", "float64") and r["threads"] in (1, 2)
-        assert set(r["samples"]) >= {"xent", "copy"}
-    lse = next(r for r in doc["rows"] if r["key"] == "logsumexp")
-    assert lse["numpy_ms"] > 0 and lse["speedup_vs_numpy"] > 0
-    for name in ("cross_entropy_and_grad", "cross_entropy", "token_scores"):
-        if not hasattr(xent, name):
-            assert any(name in s["reason"] for s in doc["skipped"])
+    doc = json.loads(js.read_text())
+    assert doc["schema_version"] == schema.SCHEMA_VERSION and doc["scale"] == "tiny"
+    rows = doc["rows"]
+    assert all(list(r) == list(schema.FIELDS) for r in rows)
+    ids = {c.id for c in build_cases("tiny")}
+    xent_rows = [r for r in rows if r["provider"] == "xent"]
+    assert {r["case_id"] for r in xent_rows} == ids
+    for r in xent_rows:
+        assert r["median_ms"] > 0 and r["p20_ms"] <= r["median_ms"] <= r["p80_ms"]
+        assert r["time_vs_copy"] > 0 and r["time_vs_read"] > 0 and r["xent_speedup"] == 1
+        assert r["simd"] == doc["machine"]["simd_active"] and r["cpu_model"]
+    assert {r["provider"] for r in rows} >= {"xent", "numpy", "copy", "read"}
+    with open(cs, newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == len(rows)
     if HAVE_TORCH:
-        assert doc["machine"]["torch"]
-        assert doc["machine"]["malloc_env"] == _bench.TUNED_ENV
-        assert all(v is None for v in doc["default_env_machine"]["malloc_env"].values())
-        assert lse["torch_ms"] > 0 and lse["torch_default_env_ms"] > 0
+        envs = {r["malloc_env"] for r in rows if r["provider"] == "torch"}
+        assert envs == {"tuned", "default"} and "torch(def) ms" in proc.stdout
         assert [m["library"] for m in doc["mixing"]] == ["torch", "xent"]
-        for m in doc["mixing"]:
-            assert m["alone_ms"] > 0 and m["interleaved_ms"] > 0
-            assert isinstance(m["within_10pct"], bool)
-        assert "Mixing xent and torch" in out
-    else:
-        assert lse["torch_ms"] is None and doc["mixing"] == []
+        assert doc["machine"]["malloc_env"] == isolation.TUNED_ENV
+    assert "| xent ms |" in report.markdown(report.load([str(js), str(cs)]))
+
+
+def test_cli_explains_when_no_harness_is_found(tmp_path):
+    proc = _xent_cli("--quick", cwd=tmp_path, XENT_BENCH_DIR=str(tmp_path))
+    assert proc.returncode == 2
+    assert "benchmarks/ folder of a xent source checkout" in proc.stderr
+
+
+def test_cli_help_is_the_harness_help():
+    proc = _xent_cli("--help")
+    assert proc.returncode == 0 and "--csv" in proc.stdout and "--quick" in proc.stdout
 
 
 @pytest.mark.parametrize("scale", ["full", "quick", "tiny"])
-def test_cases_ids_unique_and_every_op_kept(scale):
-    cases = _bench.build_cases(scale)
-    ids = [c.id for c in cases]
-    assert len(ids) == len(set(ids))
-    keys = {c.key for c in _bench.build_cases("full")}
-    if scale != "full":
-        keys -= _bench.FULL_ONLY_KEYS
-    assert {c.key for c in cases} == keys
-    assert all(c.traffic > 0 and c.nbytes > 0 for c in cases)
+def test_cases_unique_and_quick_keeps_every_op(scale):
+    cases = build_cases(scale)
+    assert len({c.id for c in cases}) == len(cases)
+    assert {c.op for c in cases} == set(OPS)
+    assert {c.n_threads for c in cases} == {1, 2}
+
+
+@pytest.mark.parametrize("scale", ["full", "quick"])
+def test_plan_isolates_big_inputs_in_full_mode(scale):
+    cases = build_cases(scale)
+    groups = isolation.plan(cases, scale)
+    assert [i for g in groups for i in g] == [c.id for c in cases]
+    if scale == "quick":
+        assert len(groups) == 1  # one worker: quick must start fast
+    else:
+        big = {c.id for c in cases if c.nbytes >= isolation.BIG_BYTES}
+        assert big and all(len(g) == 1 for g in groups if big & set(g))
 
 
 def test_measure_restores_before_every_call():
-    state = {"restored": False, "runs": 0, "other": 0}
+    state = {"restored": False, "runs": 0}
 
-    def setup():
+    def restore():
         state["restored"] = True
 
     def run():
@@ -109,113 +104,88 @@ def test_measure_restores_before_every_call():
         state["restored"] = False
         state["runs"] += 1
 
-    def other():
-        state["other"] += 1
-
-    st = _bench._SETTINGS["tiny"]
-    res = _bench.measure({"a": _bench.Impl(run, setup), "b": _bench.Impl(other)}, st)
-    assert set(res) == {"a", "b"}
-    assert res["a"]["n"] == res["b"]["n"] >= st.min_reps
-    assert state["runs"] == res["a"]["n"] + 1  # plus the warm-up call
-    assert res["a"]["inner"] == 1
-    for r in res.values():
-        assert r["ms"] >= r["min_ms"] >= 0
+    res = measure.measure({"a": Call(run, restore), "b": Call(lambda: None)}, TINY)
+    assert res["a"].n_samples == res["b"].n_samples >= TINY.min_reps
+    assert state["runs"] == res["a"].n_samples + 1  # plus the warm-up call
+    assert res["a"].inner == 1
+    assert all(t.min_ms <= t.p20_ms <= t.median_ms <= t.p80_ms for t in res.values())
 
 
-
-def _scripted(durations):
-    """An Impl whose successive calls last the given times (then the last one)."""
+def _scripted(monkeypatch, durations):
+    """Make every warm-up call 'last' the next of `durations` (then the last one)."""
     calls = []
 
-    def run():
+    def call_once(call, pause):
         calls.append(1)
-        time.sleep(durations[min(len(calls), len(durations)) - 1])
+        return durations[min(len(calls), len(durations)) - 1]
 
-    return _bench.Impl(run), calls
+    monkeypatch.setattr(measure, "_call_once", call_once)
+    return calls
 
 
-def test_settle_warms_up_until_two_calls_agree():
-    st = dataclasses.replace(_bench._SETTINGS["quick"], pause_s=0.0)
-    # a slow settling phase (as PyTorch under the tuned malloc), then stable
-    impl, calls = _scripted([0.1, 0.25, 0.15, 0.02, 0.02, 0.02])
-    _bench._settle(impl, 0.0, st)
+def test_settle_warms_up_until_two_calls_agree(monkeypatch):
+    st = measure.SETTINGS["quick"]
+    calls = _scripted(monkeypatch, [0.1, 0.25, 0.15, 0.02, 0.02, 0.02])
+    measure.settle(Call(lambda: None), st)
     assert len(calls) == 5
-    # stable from the start: two calls
-    impl, calls = _scripted([0.02])
-    _bench._settle(impl, 0.0, st)
-    assert len(calls) == 2
-    # never stable: stops at the call cap
-    impl, calls = _scripted([0.01, 0.03] * 20)
-    _bench._settle(impl, 0.0, dataclasses.replace(st, settle_calls=4, settle_cap_s=60.0))
+    calls = _scripted(monkeypatch, [0.02])
+    measure.settle(Call(lambda: None), st, times=[0.021])  # the check's call counts
+    assert len(calls) == 1
+    calls = _scripted(monkeypatch, [0.01, 0.03] * 20)
+    measure.settle(Call(lambda: None), dataclasses.replace(st, settle_calls=4))
     assert len(calls) == 4
-    # or at the time cap
-    impl, calls = _scripted([0.05, 0.2] * 20)
-    _bench._settle(impl, 0.0, dataclasses.replace(st, settle_calls=50, settle_cap_s=0.3))
-    assert 2 <= len(calls) <= 4
-
-ROWS = [
-    {
-        "op": "logsumexp",
-        "shape": [2, 3],
-        "dtype": "float32",
-        "threads": 2,
-        "xent_ms": 1.0,
-        "torch_ms": None,
-        "torch_default_env_ms": float("nan"),
-        "numpy_ms": 2.0,
-        "copy_ms": 0.5,
-        "speedup_vs_torch": None,
-        "speedup_vs_torch_default_env": None,
-        "speedup_vs_numpy": 2.0,
-        "xent_gbps": 1.5,
-        "pct_of_copy": 40.0,
-    }
-]
 
 
-def test_table_and_json_sanitising():
-    table = _bench.format_table(ROWS).splitlines()
-    assert table[0].startswith("op") and "2x3" in table[2] and "2.00x" in table[2]
-    assert _bench._finite({"a": [float("inf"), 1.0]}) == {"a": [None, 1.0]}
+class _Plugin(Provider):
+    """A provider as a plugin would write one: compile step, outputs for the check."""
+
+    name = "plugin"
+
+    def __init__(self, wrong=False):
+        self.wrong = wrong
+
+    def handles(self, case):
+        return case.op == "logsumexp"
+
+    def prepare(self, case, data):
+        scale = 1.01 if self.wrong else 1.0
+        return Call(lambda: np.logaddexp.reduce(data.x, axis=-1) * scale,
+                    compile=lambda: time.sleep(0.01),
+                    outputs=lambda r: {"logsumexp": r}, what="np.logaddexp.reduce")
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("matplotlib") is not None, reason="matplotlib is installed"
-)
-def test_plot_without_matplotlib_fails_fast(tmp_path, capsys):
-    assert _bench.run_bench(quick=True, json_path=None, plot_path=str(tmp_path / "p.png")) == 2
-    assert "matplotlib" in capsys.readouterr().err
+def test_plugin_is_compiled_checked_and_timed():
+    case = next(c for c in build_cases("tiny") if c.op == "logsumexp")
+    res = run_case(case, [XentProvider(), _Plugin(), _Plugin(wrong=True)], TINY)
+    assert set(res["timings"]) == {"xent", "plugin"}  # the wrong one is not timed
+    assert res["compile_ms"]["plugin"] >= 10 and "xent" not in res["compile_ms"]
+    (skip,) = res["skipped"]
+    assert skip["provider"] == "plugin" and "disagrees with the reference" in skip["reason"]
+
+
+def test_report_text_pivots_rows():
+    case = build_cases("tiny")[0]
+    res = {"timings": {n: dict(median_ms=m, p20_ms=m, p80_ms=m, min_ms=m, n_samples=1, inner=1)
+                       for n, m in (("xent", 1.0), ("torch", 3.0), ("copy", 0.5))},
+           "compile_ms": {}, "what": {}, "kind": {"copy": "yardstick"}}
+    ctx = schema.run_context({"simd_active": "avx2"}, "tiny", "t0", "tuned")
+    rows = schema.case_rows(case, res, ctx, {"xent": 1.0, "copy": 0.5})
+    head, (line,) = report.table(rows)
+    cells = dict(zip(head, line))
+    assert cells["vs torch"] == "3.00x" and cells["xent/copy"] == "2.00"
+    assert cells["xent/read"] == "-" and cells["simd"] == "avx2"
+    assert schema.finite({"a": [float("inf"), np.float32(1.0)]}) == {"a": [None, 1.0]}
+    assert report.SCHEMA_VERSION == schema.SCHEMA_VERSION
 
 
 def test_plot_writes_png(tmp_path):
     pytest.importorskip("matplotlib")
-    path = tmp_path / "p.png"
-    _bench.write_plot(ROWS, str(path), "title")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from benchmarks.lab.plot import write_plot
 
-
-@pytest.mark.parametrize("scale", ["full", "quick", "tiny"])
-def test_plan_covers_every_case_once(scale):
-    groups = _bench.plan(scale)
-    ids = [i for g in groups for i in g]
-    assert ids == [c.id for c in _bench.build_cases(scale)]
-    if scale != "full":
-        assert len(groups) == 1  # one worker process: quick must start fast
-    else:
-        big = {c.id for c in _bench.build_cases(scale) if c.nbytes >= _bench.BIG_BYTES}
-        assert big and all(len(g) == 1 for g in groups if big & set(g))
-
-
-def test_worker_reports_a_failing_case_and_goes_on(monkeypatch):
-    def broken(case, want):
-        raise RuntimeError("boom")
-
-    good = _bench.build_cases("tiny")
-    lse = next(c for c in good if c.key == "logsumexp")
-    bad = _bench.Case("broken", "broken op", (2, 3), "float32", 1, ("logsumexp",), 1, broken)
-    monkeypatch.setattr(_bench, "build_cases", lambda scale: [bad, lse])
-    monkeypatch.delenv("XENT_BENCH_ONLY", raising=False)
-    out = _bench.worker({"scale": "tiny", "providers": ["xent", "numpy", "copy"]})
-    assert [r["id"] for r in out["results"]] == [lse.id]
-    assert out["skipped"][0]["id"] == bad.id and "boom" in out["skipped"][0]["reason"]
-    assert set(out["results"][0]["timings"]) == {"xent", "numpy", "copy"}
+    case = build_cases("tiny")[0]
+    res = {"timings": {n: dict(median_ms=m, p20_ms=m, p80_ms=m, min_ms=m, n_samples=1, inner=1)
+                       for n, m in (("xent", 1.0), ("torch", 3.0))},
+           "compile_ms": {}, "what": {}, "kind": {}}
+    rows = schema.case_rows(case, res, schema.run_context({}, "tiny", "t0", "tuned"), {})
+    write_plot(rows, str(tmp_path / "p.png"), "title")
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -47,7 +47,7 @@ XENT_INLINE void xent_bin_vec(xent_binary_op op, xv x, xv t, xv pw, int has_pw, 
         return;
     }
     {
-        const xv e = xv_exp(xv_sub(z, xv_abs(x)));       /* exp(-|x|) in [0, 1] */
+        const xv e = xv_exp_le0(xv_sub(z, xv_abs(x)));   /* exp(-|x|) in [0, 1] */
         const xv u = xv_add(one, e);                     /* in [1, 2]: no special cases */
         const xv r = xv_div(one, u);
         const xm pos = xv_ge(x, z);

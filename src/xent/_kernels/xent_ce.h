@@ -157,7 +157,7 @@ static void ce_write_grad_general(const XENT_T *x, int64_t n, XENT_T m, XENT_T a
         if (cap > 0) l = xv_softcap(l, cap, inv, &d);
         if (q) coef = xv_fmadd(vbq, full ? xv_loadu(q + i) : xv_load_part(q + i, k, 0), coef);
         if (v) coef = xv_mul(coef, full ? xv_loadu(v + i) : xv_load_part(v + i, k, 0));
-        r = xv_fmadd(va, xv_exp(xv_sub(l, vm)), coef);
+        r = xv_fmadd(va, xv_exp_le0(xv_sub(l, vm)), coef);
         if (cap > 0) r = xv_mul(r, d);
         if (full) xv_storeu(out + i, r);
         else xv_store_part(out + i, r, k);
@@ -234,24 +234,34 @@ XENT_INLINE ce_coefs_t ce_class_coefs(XENT_T m, double s, double rest, double sx
  * float sum holding the 1 would lose everything below ~1e-7.  Exponentials that
  * are not < 1 (the maxima, or NaN) are summed apart, so NaN still propagates.
  * Chunk sums are added in chunk order (ce_rows_split relies on it).  `wr` as in
- * row_sumexp_ex.
+ * row_sumexp_ex.  `cm` (or NULL): the chunk maxima of row_max_chunks; a chunk
+ * below m by XENT_ONES_MARGIN has no 1 to set apart and is summed plainly (the
+ * same bits: its split sums are (sum, 0)).
  */
 static double ce_sumexp_split(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
                               const XENT_T *XENT_RESTRICT v, double *w_sx, XENT_T cap,
                               const XENT_T *prefetch, int prefetch_whole, double *rest,
-                              row_writer *wr)
+                              row_writer *wr, XENT_T *cm /* read only; non-const for gcc's -Wmaybe-uninitialized */)
 {
+    /* default options: loops specialised on e (the common fused and loss-only rows) */
+    const int plain_opts = !v && !w_sx && cap == 0 && !wr;
     double r = 0.0, k = 0.0, sx = 0.0;
     int64_t c0;
     for (c0 = 0; c0 < n; c0 += XENT_CHUNK) {
         const int64_t len = (c0 + XENT_CHUNK < n) ? XENT_CHUNK : n - c0;
-        double kc, sxc = 0.0;
+        const XENT_T *pf = prefetch_whole ? (prefetch ? prefetch + c0 : NULL) : row_prefetch_chunk(prefetch, c0);
+        const int ones = !cm || !(cm[c0 / XENT_CHUNK] - m < -XENT_ONES_MARGIN);
+        double kc = 0.0, sxc = 0.0, rc;
         /* one chunk per call: the same per-chunk sums ce_rows_split combines */
-        const double rc = row_sumexp_ex(x + c0, len, m, e ? e + c0 : NULL, v ? v + c0 : NULL,
-                                        w_sx ? &sxc : NULL, cap,
-                                        prefetch_whole ? (prefetch ? prefetch + c0 : NULL)
-                                                       : row_prefetch_chunk(prefetch, c0),
-                                        &kc, wr);
+        if (plain_opts && !ones)
+            rc = e ? row_sumexp_ex(x + c0, len, m, e + c0, NULL, NULL, 0, pf, NULL, NULL)
+                   : row_sumexp_ex(x + c0, len, m, NULL, NULL, NULL, 0, pf, NULL, NULL);
+        else if (plain_opts)
+            rc = e ? row_sumexp_ex(x + c0, len, m, e + c0, NULL, NULL, 0, pf, &kc, NULL)
+                   : row_sumexp_ex(x + c0, len, m, NULL, NULL, NULL, 0, pf, &kc, NULL);
+        else
+            rc = row_sumexp_ex(x + c0, len, m, e ? e + c0 : NULL, v ? v + c0 : NULL, w_sx ? &sxc : NULL, cap,
+                               pf, ones ? &kc : NULL, wr);
         r += rc;
         k += kc;
         sx += sxc;
@@ -298,14 +308,15 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
     const XENT_T *L = x;
     const XENT_T cap_live = cap;
     const XENT_T raw_t = q ? 0 : x[t]; /* read before an in-place pass overwrites it */
-    XENT_T m;
+    XENT_T m, cmax[XENT_MAX_CHUNK_MAXIMA];
+    XENT_T *const cm = row_chunk_maxima(cmax, C); /* the chunk maxima, if the row has room */
     double s, sx = 0.0, lse, logs, loss, rest;
 
-    m = row_max_ex(L, C, cap_live);
+    m = row_max_chunks(L, C, cap_live, cm);
 
     if (q) {
         double Q, SQ;
-        s = ce_sumexp_split(L, C, m, NULL, NULL, NULL, cap_live, pf, 0, &rest, NULL);
+        s = ce_sumexp_split(L, C, m, NULL, NULL, NULL, cap_live, pf, 0, &rest, NULL, cm);
         logs = log1p(rest);
         lse = (double)m + logs;
         ce_soft_stats(L, q, w, C, m, cap_live, eps, &Q, &SQ);
@@ -329,7 +340,7 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
            is read again, so only the first XENT_PREFETCH_MAX_ROW_BYTES of the next
            row come now and the rest during the gradient pass. */
         s = ce_sumexp_split(L, C, m, keep_exp ? g : NULL, w, smooth ? &sx : NULL, cap_live, pf, g == NULL,
-                            &rest, NULL);
+                            &rest, NULL, cm);
         k = ce_class_coefs(m, s, rest, sx, xt, wt, W, C, cg, a);
         loss = k.loss;
         if (g) {
@@ -364,6 +375,8 @@ static void ce_rows_streamed(const XENT_T *x, const int64_t *target, int64_t lo,
 {
     const XENT_T *w = a->weight;
     const int smooth = a->label_smoothing != 0.0;
+    XENT_T cmax[XENT_MAX_CHUNK_MAXIMA];
+    XENT_T *const cm = row_chunk_maxima(cmax, C);
     row_writer wr;
     XENT_T *pending_g = NULL; /* row whose gradient wr is writing; its target entry last */
     int64_t pending_t = 0, r;
@@ -387,9 +400,9 @@ static void ce_rows_streamed(const XENT_T *x, const int64_t *target, int64_t lo,
             continue;
         }
         cg = ce_row_factor(a, r, scale, &sw);
-        m = row_max(xr, C);
+        m = row_max_chunks(xr, C, 0, cm);
         s = ce_sumexp_split(xr, C, m, e, w, smooth ? &sx : NULL, 0, r + 1 < hi ? xr + C : NULL, 0, &rest,
-                            pending_g ? &wr : NULL);
+                            pending_g ? &wr : NULL, cm);
         if (pending_g) {
             row_writer_finish(&wr);
             pending_g[pending_t] = (XENT_T)pending_gt;
@@ -435,7 +448,7 @@ XENT_INLINE void ce_small_block(const XENT_T *x, const int64_t *target, int64_t 
     m = rows_block_load(x + r0 * C, C, nr, cols);
     for (j = 0; j < C; ++j) {
         const xv d = xv_sub(cols[j], m);
-        const xv e = xv_exp(d);
+        const xv e = xv_exp_le0(d);
         const xm below = xv_gt(one, e); /* the maxima's 1's are summed apart */
         const xm is_t = xv_eq(tv, jv);
         cols[j] = e;

@@ -37,8 +37,8 @@ XENT_INLINE double xent_kl_row_sums(const XENT_T *s, const XENT_T *t, int64_t n,
         for (; i + XV_N <= c1; i += XV_N) {
             const xv u = xv_mul(xv_sub(xv_loadu(s + i), vms), vi);
             const xv v = xv_mul(xv_sub(xv_loadu(t + i), vmt), vi);
-            const xv ev = xv_exp(v);
-            as = xv_add(as, xv_exp(u));
+            const xv ev = xv_exp_le0(v);
+            as = xv_add(as, xv_exp_le0(u));
             ar = xv_add(ar, ev);
             at = xv_add(at, xv_select(xv_eq(ev, z), xv_mul(z, u), xv_mul(ev, xv_sub(v, u))));
         }
@@ -48,8 +48,8 @@ XENT_INLINE double xent_kl_row_sums(const XENT_T *s, const XENT_T *t, int64_t n,
             const xv on = xv_load_part(xent_var_ones16, k, 0);
             const xv u = xv_mul(xv_sub(xv_load_part(s + i, k, ms), vms), vi);
             const xv v = xv_mul(xv_sub(xv_load_part(t + i, k, mt), vmt), vi);
-            const xv ev = xv_exp(v);
-            as = xv_fmadd(xv_exp(u), on, as);
+            const xv ev = xv_exp_le0(v);
+            as = xv_fmadd(xv_exp_le0(u), on, as);
             ar = xv_fmadd(ev, on, ar);
             at = xv_add(at, xv_select(xv_eq(ev, z), xv_mul(z, u), xv_mul(ev, xv_sub(v, u))));
         }
@@ -71,14 +71,14 @@ XENT_INLINE void xent_kl_row_grad(const XENT_T *s, const XENT_T *t, int64_t n, X
     const xv vas = xv_set1(a_s), vat = xv_set1(a_t);
     int64_t i = 0;
     for (; i + XV_N <= n; i += XV_N) {
-        const xv eu = xv_exp(xv_mul(xv_sub(xv_loadu(s + i), vms), vi));
-        const xv ev = xv_exp(xv_mul(xv_sub(xv_loadu(t + i), vmt), vi));
+        const xv eu = xv_exp_le0(xv_mul(xv_sub(xv_loadu(s + i), vms), vi));
+        const xv ev = xv_exp_le0(xv_mul(xv_sub(xv_loadu(t + i), vmt), vi));
         xv_storeu(g + i, xv_sub(xv_mul(vas, eu), xv_mul(vat, ev)));
     }
     if (i < n) {
         const int64_t k = n - i;
-        const xv eu = xv_exp(xv_mul(xv_sub(xv_load_part(s + i, k, ms), vms), vi));
-        const xv ev = xv_exp(xv_mul(xv_sub(xv_load_part(t + i, k, mt), vmt), vi));
+        const xv eu = xv_exp_le0(xv_mul(xv_sub(xv_load_part(s + i, k, ms), vms), vi));
+        const xv ev = xv_exp_le0(xv_mul(xv_sub(xv_load_part(t + i, k, mt), vmt), vi));
         xv_store_part(g + i, xv_sub(xv_mul(vas, eu), xv_mul(vat, ev)), k);
     }
 }

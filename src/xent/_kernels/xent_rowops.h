@@ -50,6 +50,39 @@ XENT_INLINE XENT_T row_max_ex(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T c
 
 XENT_INLINE XENT_T row_max(const XENT_T *XENT_RESTRICT x, int64_t n) { return row_max_ex(x, n, 0); }
 
+/* Rows of at most this many XENT_CHUNK chunks get their chunk maxima (row_max_chunks). */
+#define XENT_MAX_CHUNK_MAXIMA 256
+
+/*
+ * The row's (transformed) maximum, taken over its XENT_CHUNK chunks; the chunk
+ * maxima are also stored in cm[] unless cm is NULL (room for every chunk:
+ * row_chunk_maxima gives such a cm).  A chunk whose maximum is below the row's
+ * by a margin holds no exponential that rounds to 1, so its sum needs no split
+ * (ce_sumexp_split).  Equal to row_max_ex for rows without NaN, up to the sign
+ * of a zero maximum.
+ */
+XENT_INLINE XENT_T row_max_chunks(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T cap, XENT_T *cm)
+{
+    xv m = xv_set1(xent_neg_inf());
+    int64_t c0;
+    for (c0 = 0; c0 < n; c0 += XENT_CHUNK) {
+        const int64_t len = (c0 + XENT_CHUNK < n) ? XENT_CHUNK : n - c0;
+        const XENT_T c = row_max_ex(x + c0, len, cap);
+        if (cm) cm[c0 / XENT_CHUNK] = c;
+        m = xv_max(m, xv_set1(c));
+    }
+    return xv_hmax(m);
+}
+
+/* `buf` (XENT_MAX_CHUNK_MAXIMA elements) if a row of n has room there, else NULL. */
+XENT_INLINE XENT_T *row_chunk_maxima(XENT_T *buf, int64_t n)
+{
+    return (n + XENT_CHUNK - 1) / XENT_CHUNK <= XENT_MAX_CHUNK_MAXIMA ? buf : NULL;
+}
+
+/* No exponential exp(d) with d < -XENT_ONES_MARGIN rounds to 1 (d > -2**-25 for float32). */
+#define XENT_ONES_MARGIN ((XENT_T)0x1p-20)
+
 /* True if the row holds a NaN (rare-path helper). */
 XENT_INLINE int row_has_nan(const XENT_T *XENT_RESTRICT x, int64_t n)
 {
@@ -171,14 +204,14 @@ XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e
             if (wr) row_writer_step(wr);
             xv d0 = xv_sub(xv_cap(xv_loadu(x + i), cap), vm);
             xv d1 = xv_sub(xv_cap(xv_loadu(x + i + XV_N), cap), vm);
-            xv e0 = xv_exp(d0), e1 = xv_exp(d1);
+            xv e0 = xv_exp_le0(d0), e1 = xv_exp_le0(d1);
             if (e) { xv_storeu(e + i, e0); xv_storeu(e + i + XV_N, e1); }
             if (kmax) {
                 const xm l0 = xv_gt(one, e0), l1 = xv_gt(one, e1);
                 a0 = xv_add_where(l0, a0, e0);
                 a1 = xv_add_where(l1, a1, e1);
-                k0 = xv_add_where(xm_not(l0), k0, e0);
-                k0 = xv_add_where(xm_not(l1), k0, e1);
+                k0 = xv_add_unless(l0, k0, e0);
+                k0 = xv_add_unless(l1, k0, e1);
             } else {
                 a0 = xv_add(a0, e0);
                 a1 = xv_add(a1, e1);
@@ -197,12 +230,12 @@ XENT_INLINE double row_sumexp_ex(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e
             const xm valid = xv_gt(xv_set1((XENT_T)k), xv_lane_index());
             /* lanes past the end: d = -inf for the sum (exp gives 0), 0 for sx */
             xv d = xv_sub(xv_cap(xv_load_part(x + i, k, 0), cap), vm);
-            xv e0 = xv_exp(xv_select(valid, d, xv_set1(xent_neg_inf())));
+            xv e0 = xv_exp_le0(xv_select(valid, d, xv_set1(xent_neg_inf())));
             if (e) xv_store_part(e + i, e0, k);
             if (kmax) {
                 const xm l0 = xv_gt(one, e0);
                 a0 = xv_add_where(l0, a0, e0);
-                k0 = xv_add_where(xm_not(l0), k0, e0);
+                k0 = xv_add_unless(l0, k0, e0);
             } else {
                 a0 = xv_add(a0, e0);
             }
@@ -299,7 +332,7 @@ XENT_INLINE void row_axpb(const XENT_T *src, int64_t n, int from_exp, XENT_T m, 
     if (head >= 0) {
         if (head > 0) {
             xv s = xv_load_part(src, head, 0);
-            if (from_exp) s = xv_exp(xv_sub(s, vm));
+            if (from_exp) s = xv_exp_le0(xv_sub(s, vm));
             xv r = v ? xv_fmadd(vb, xv_load_part(v, head, 0), xv_mul(va, s)) : xv_fmadd(va, s, vb);
             xv_store_part(out, r, head);
         }
@@ -307,7 +340,7 @@ XENT_INLINE void row_axpb(const XENT_T *src, int64_t n, int from_exp, XENT_T m, 
         for (; i + XV_N <= n; i += XV_N) {
             xv s = xv_loadu(src + i);
             if (i < pf_n) row_prefetch_vector(pf + i);
-            if (from_exp) s = xv_exp(xv_sub(s, vm));
+            if (from_exp) s = xv_exp_le0(xv_sub(s, vm));
             xv r = v ? xv_fmadd(vb, xv_loadu(v + i), xv_mul(va, s)) : xv_fmadd(va, s, vb);
             xv_stream(out + i, r);
         }
@@ -315,7 +348,7 @@ XENT_INLINE void row_axpb(const XENT_T *src, int64_t n, int from_exp, XENT_T m, 
         for (; i + XV_N <= n; i += XV_N) {
             xv s = xv_loadu(src + i);
             if (i < pf_n) row_prefetch_vector(pf + i);
-            if (from_exp) s = xv_exp(xv_sub(s, vm));
+            if (from_exp) s = xv_exp_le0(xv_sub(s, vm));
             xv r = v ? xv_fmadd(vb, xv_loadu(v + i), xv_mul(va, s)) : xv_fmadd(va, s, vb);
             xv_storeu(out + i, r);
         }
@@ -323,7 +356,7 @@ XENT_INLINE void row_axpb(const XENT_T *src, int64_t n, int from_exp, XENT_T m, 
     if (i < n) {
         const int64_t k = n - i;
         xv s = xv_load_part(src + i, k, 0);
-        if (from_exp) s = xv_exp(xv_sub(s, vm));
+        if (from_exp) s = xv_exp_le0(xv_sub(s, vm));
         xv r = v ? xv_fmadd(vb, xv_load_part(v + i, k, 0), xv_mul(va, s)) : xv_fmadd(va, s, vb);
         xv_store_part(out + i, r, k);
     }

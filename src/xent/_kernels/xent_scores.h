@@ -180,9 +180,12 @@ static void xs_heap_sort(XENT_T *hv, int64_t *hi, int64_t k)
  * equal to m (exact; each contributes exp(0) = 1), and *W += sum exp(s - m) (s - m),
  * with -inf lanes adding exactly 0 to W.  Keeping the ones out of Q keeps
  * log S = log1p(Q) accurate to relative precision for confident rows (S near 1).
+ * `has_max` (a literal at each call) is 0 for a chunk whose maximum is below m:
+ * it has no element equal to m, and the comparisons are skipped (same sums).
  */
+#define XS_HAS_MAX_FLAG 1
 XENT_INLINE void xs_sumexp_ent(const XENT_T *XENT_RESTRICT s, int64_t n, XENT_T m, double *Q, double *E,
-                               double *W)
+                               double *W, const int has_max)
 {
     const xv vm = xv_set1(m), lo = xv_set1((XENT_T)XENT_EXP_LO), one = xv_set1((XENT_T)1), zero = xv_zero();
     xv a0 = zero, a1 = zero, b0 = zero, b1 = zero, c0 = zero;
@@ -190,11 +193,16 @@ XENT_INLINE void xs_sumexp_ent(const XENT_T *XENT_RESTRICT s, int64_t n, XENT_T 
     for (; i + 2 * XV_N <= n; i += 2 * XV_N) {
         const xv s0 = xv_loadu(s + i), s1 = xv_loadu(s + i + XV_N);
         const xv d0 = xv_sub(s0, vm), d1 = xv_sub(s1, vm);
-        const xv e0 = xv_exp(d0), e1 = xv_exp(d1);
-        const xm q0 = xv_eq(s0, vm), q1 = xv_eq(s1, vm);
-        a0 = xv_add(a0, xv_select(q0, zero, e0));
-        a1 = xv_add(a1, xv_select(q1, zero, e1));
-        c0 = xv_add(c0, xv_add(xv_select(q0, one, zero), xv_select(q1, one, zero)));
+        const xv e0 = xv_exp_le0(d0), e1 = xv_exp_le0(d1);
+        if (has_max) {
+            const xm q0 = xv_eq(s0, vm), q1 = xv_eq(s1, vm);
+            a0 = xv_add(a0, xv_select(q0, zero, e0));
+            a1 = xv_add(a1, xv_select(q1, zero, e1));
+            c0 = xv_add(c0, xv_add(xv_select(q0, one, zero), xv_select(q1, one, zero)));
+        } else {
+            a0 = xv_add(a0, e0);
+            a1 = xv_add(a1, e1);
+        }
         /* exp(d) == exp(max(d, EXP_LO)) (xv_exp clamps), and d = -inf becomes finite */
         b0 = xv_fmadd(e0, xv_max(d0, lo), b0);
         b1 = xv_fmadd(e1, xv_max(d1, lo), b1);
@@ -202,10 +210,14 @@ XENT_INLINE void xs_sumexp_ent(const XENT_T *XENT_RESTRICT s, int64_t n, XENT_T 
     for (; i < n; i += XV_N) {
         const xv s0 = xv_load_part(s + i, n - i, xent_neg_inf());
         const xv d0 = xv_sub(s0, vm);
-        const xv e0 = xv_exp(d0);
-        const xm q0 = xv_eq(s0, vm);
-        a0 = xv_add(a0, xv_select(q0, zero, e0));
-        c0 = xv_add(c0, xv_select(q0, one, zero));
+        const xv e0 = xv_exp_le0(d0);
+        if (has_max) {
+            const xm q0 = xv_eq(s0, vm);
+            a0 = xv_add(a0, xv_select(q0, zero, e0));
+            c0 = xv_add(c0, xv_select(q0, one, zero));
+        } else {
+            a0 = xv_add(a0, e0);
+        }
         b0 = xv_fmadd(e0, xv_max(d0, lo), b0);
     }
     *Q += xv_hsum(xv_add(a0, a1));
@@ -308,7 +320,10 @@ XENT_INLINE XS_OUT xs_row(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T T, in
             m = cm;
         }
         /* all -inf so far (S = W = 0 stay exact) or +inf (rare path below) */
-        if (XENT_LIKELY(isfinite(m))) xs_sumexp_ent(src, len, m, &Q, &E, &W);
+        if (XENT_LIKELY(isfinite(m))) {
+            if (cm < m) xs_sumexp_ent(src, len, m, &Q, &E, &W, 0);
+            else xs_sumexp_ent(src, len, m, &Q, &E, &W, 1);
+        }
     }
     if (do_topk && hi[0] == XS_EMPTY) xs_fill_neginf(x, n, T, scaled, hv, hi, k);
     if (do_topk) xs_heap_sort(hv, hi, k);

@@ -11,7 +11,8 @@
  * Types:  xv  -- vector of XENT_T,  xm -- lane mask,  XV_N -- lanes.
  * Naming: xv_<op>; loads/stores are unaligned unless said otherwise.
  * xm_bits(m): lane i of the mask as bit i.  xv_add_where(m, a, b): a + b in the
- * lanes of m, a elsewhere (b's other lanes are never used, even if NaN).
+ * lanes of m, a elsewhere (b's other lanes are never used, even if NaN);
+ * xv_add_unless(m, a, b) the same in the lanes not in m.
  */
 #ifndef XENT_SIMD_H
 #define XENT_SIMD_H
@@ -76,6 +77,7 @@ XENT_INLINE xm xv_ge(xv a, xv b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); 
 XENT_INLINE xm xv_eq(xv a, xv b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
 XENT_INLINE xm xv_isnan(xv a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
 XENT_INLINE xm xv_not_le(xv a, xv b) { return _mm512_cmp_ps_mask(a, b, _CMP_NLE_UQ); }
+XENT_INLINE xm xv_not_ge(xv a, xv b) { return _mm512_cmp_ps_mask(a, b, _CMP_NGE_UQ); }
 XENT_INLINE xv xv_select(xm m, xv a, xv b) { return _mm512_mask_blend_ps(m, b, a); }
 XENT_INLINE xv xv_add_where(xm m, xv a, xv b) { return _mm512_mask_add_ps(a, m, a, b); }
 /* a * 2**floor(b), rounded once (subnormal results included); only on AVX-512. */
@@ -95,6 +97,7 @@ XENT_INLINE xv xv_load_classes(const int64_t *t, int64_t n, int64_t ignore)
     return _mm512_mask_blend_ps(keep, _mm512_set1_ps(-1.0f), v);
 }
 XENT_INLINE xm xm_not(xm m) { return (xm)~m; }
+XENT_INLINE xm xm_or(xm a, xm b) { return (xm)(a | b); }
 XENT_INLINE int xm_any(xm m) { return m != 0; }
 XENT_INLINE int xm_count(xm m) { return __builtin_popcount((unsigned)m); }
 XENT_INLINE uint32_t xm_bits(xm m) { return (uint32_t)m; }
@@ -182,6 +185,7 @@ XENT_INLINE xm xv_ge(xv a, xv b) { return _mm512_cmp_pd_mask(a, b, _CMP_GE_OQ); 
 XENT_INLINE xm xv_eq(xv a, xv b) { return _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ); }
 XENT_INLINE xm xv_isnan(xv a) { return _mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q); }
 XENT_INLINE xm xv_not_le(xv a, xv b) { return _mm512_cmp_pd_mask(a, b, _CMP_NLE_UQ); }
+XENT_INLINE xm xv_not_ge(xv a, xv b) { return _mm512_cmp_pd_mask(a, b, _CMP_NGE_UQ); }
 XENT_INLINE xv xv_select(xm m, xv a, xv b) { return _mm512_mask_blend_pd(m, b, a); }
 XENT_INLINE xv xv_add_where(xm m, xv a, xv b) { return _mm512_mask_add_pd(a, m, a, b); }
 #define XV_HAS_SCALEF 1
@@ -195,6 +199,7 @@ XENT_INLINE xv xv_load_classes(const int64_t *t, int64_t n, int64_t ignore)
     return _mm512_mask_blend_pd(keep, _mm512_set1_pd(-1.0), _mm512_cvtepi64_pd(a));
 }
 XENT_INLINE xm xm_not(xm m) { return (xm)~m; }
+XENT_INLINE xm xm_or(xm a, xm b) { return (xm)(a | b); }
 XENT_INLINE int xm_any(xm m) { return m != 0; }
 XENT_INLINE int xm_count(xm m) { return __builtin_popcount((unsigned)m); }
 XENT_INLINE uint32_t xm_bits(xm m) { return (uint32_t)m; }
@@ -273,10 +278,14 @@ XENT_INLINE xm xv_ge(xv a, xv b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
 XENT_INLINE xm xv_eq(xv a, xv b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
 XENT_INLINE xm xv_isnan(xv a) { return _mm256_cmp_ps(a, a, _CMP_UNORD_Q); }
 XENT_INLINE xm xv_not_le(xv a, xv b) { return _mm256_cmp_ps(a, b, _CMP_NLE_UQ); }
+XENT_INLINE xm xv_not_ge(xv a, xv b) { return _mm256_cmp_ps(a, b, _CMP_NGE_UQ); }
 XENT_INLINE xv xv_select(xm m, xv a, xv b) { return _mm256_blendv_ps(b, a, m); }
 XENT_INLINE xv xv_add_where(xm m, xv a, xv b) { return _mm256_add_ps(a, _mm256_and_ps(m, b)); }
+#define XV_HAS_ADD_UNLESS 1
+XENT_INLINE xv xv_add_unless(xm m, xv a, xv b) { return _mm256_add_ps(a, _mm256_andnot_ps(m, b)); }
 XENT_INLINE xm xm_not(xm m) { return _mm256_xor_ps(m, _mm256_castsi256_ps(_mm256_set1_epi32(-1))); }
-XENT_INLINE int xm_any(xm m) { return _mm256_movemask_ps(m) != 0; }
+XENT_INLINE xm xm_or(xm a, xm b) { return _mm256_or_ps(a, b); }
+XENT_INLINE int xm_any(xm m) { return !_mm256_testz_ps(m, m); }
 XENT_INLINE int xm_count(xm m) { return __builtin_popcount((unsigned)_mm256_movemask_ps(m)); }
 XENT_INLINE uint32_t xm_bits(xm m) { return (uint32_t)_mm256_movemask_ps(m); }
 XENT_INLINE float xv_hmax(xv v)
@@ -297,6 +306,9 @@ XENT_INLINE xv xv_pow2n(xv n)
     __m256i b = _mm256_castps_si256(_mm256_add_ps(n, _mm256_set1_ps(0x1.8p23f)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(127)), 23));
 }
+/* 2**n from nm = n + 0x1.8p23 + 127 (xv_exp's biased rounding magic), whose low
+   bits are n's biased exponent: shifted into the exponent field.  |n| <= 126. */
+XENT_INLINE xv xv_pow2_magic(xv nm) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(nm), 23)); }
 XENT_INLINE xv xv_frexp(xv x, xv *e)
 {
     /* subnormals: scale by 2**32 first */
@@ -374,10 +386,14 @@ XENT_INLINE xm xv_ge(xv a, xv b) { return _mm256_cmp_pd(a, b, _CMP_GE_OQ); }
 XENT_INLINE xm xv_eq(xv a, xv b) { return _mm256_cmp_pd(a, b, _CMP_EQ_OQ); }
 XENT_INLINE xm xv_isnan(xv a) { return _mm256_cmp_pd(a, a, _CMP_UNORD_Q); }
 XENT_INLINE xm xv_not_le(xv a, xv b) { return _mm256_cmp_pd(a, b, _CMP_NLE_UQ); }
+XENT_INLINE xm xv_not_ge(xv a, xv b) { return _mm256_cmp_pd(a, b, _CMP_NGE_UQ); }
 XENT_INLINE xv xv_select(xm m, xv a, xv b) { return _mm256_blendv_pd(b, a, m); }
 XENT_INLINE xv xv_add_where(xm m, xv a, xv b) { return _mm256_add_pd(a, _mm256_and_pd(m, b)); }
+#define XV_HAS_ADD_UNLESS 1
+XENT_INLINE xv xv_add_unless(xm m, xv a, xv b) { return _mm256_add_pd(a, _mm256_andnot_pd(m, b)); }
 XENT_INLINE xm xm_not(xm m) { return _mm256_xor_pd(m, _mm256_castsi256_pd(_mm256_set1_epi64x(-1))); }
-XENT_INLINE int xm_any(xm m) { return _mm256_movemask_pd(m) != 0; }
+XENT_INLINE xm xm_or(xm a, xm b) { return _mm256_or_pd(a, b); }
+XENT_INLINE int xm_any(xm m) { return !_mm256_testz_pd(m, m); }
 XENT_INLINE int xm_count(xm m) { return __builtin_popcount((unsigned)_mm256_movemask_pd(m)); }
 XENT_INLINE uint32_t xm_bits(xm m) { return (uint32_t)_mm256_movemask_pd(m); }
 XENT_INLINE double xv_hmax(xv v)
@@ -395,6 +411,7 @@ XENT_INLINE xv xv_pow2n(xv n)
     __m256i b = _mm256_castpd_si256(_mm256_add_pd(n, _mm256_set1_pd(0x1.8p52)));
     return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(b, _mm256_set1_epi64x(1023)), 52));
 }
+XENT_INLINE xv xv_pow2_magic(xv nm) { return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(nm), 52)); }
 XENT_INLINE xv xv_frexp(xv x, xv *e)
 {
     const __m256d sub = _mm256_cmp_pd(x, _mm256_set1_pd(0x1p-1022), _CMP_LT_OQ);
@@ -458,9 +475,11 @@ XENT_INLINE xm xv_ge(xv a, xv b) { return a >= b; }
 XENT_INLINE xm xv_eq(xv a, xv b) { return a == b; }
 XENT_INLINE xm xv_isnan(xv a) { return a != a; }
 XENT_INLINE xm xv_not_le(xv a, xv b) { return !(a <= b); }
+XENT_INLINE xm xv_not_ge(xv a, xv b) { return !(a >= b); }
 XENT_INLINE xv xv_select(xm m, xv a, xv b) { return m ? a : b; }
 XENT_INLINE xv xv_add_where(xm m, xv a, xv b) { return m ? a + b : a; }
 XENT_INLINE xm xm_not(xm m) { return !m; }
+XENT_INLINE xm xm_or(xm a, xm b) { return a || b; }
 XENT_INLINE int xm_any(xm m) { return m != 0; }
 XENT_INLINE int xm_count(xm m) { return m != 0; }
 XENT_INLINE uint32_t xm_bits(xm m) { return m != 0; }
@@ -478,6 +497,20 @@ XENT_INLINE xv xv_pow2n(xv n)
     memcpy(&r, &b, sizeof r);
     return r;
 }
+XENT_INLINE xv xv_pow2_magic(xv nm)
+{
+#if XENT_F32
+    uint32_t b;
+    const int sh = 23;
+#else
+    uint64_t b;
+    const int sh = 52;
+#endif
+    memcpy(&b, &nm, sizeof b);
+    b <<= sh;
+    memcpy(&nm, &b, sizeof nm);
+    return nm;
+}
 XENT_INLINE xv xv_frexp(xv x, xv *e)
 {
     int k;
@@ -491,6 +524,11 @@ XENT_INLINE void xv_transpose(xv *r) { (void)r; }
 #endif
 
 XENT_INLINE xv xv_zero(void) { return xv_set1((XENT_T)0); }
+
+#ifndef XV_HAS_ADD_UNLESS
+/* a + b in the lanes NOT in m, a elsewhere: xv_add_where(xm_not(m), a, b). */
+XENT_INLINE xv xv_add_unless(xm m, xv a, xv b) { return xv_add_where(xm_not(m), a, b); }
+#endif
 
 #ifndef XV_HAS_LOAD_CLASSES
 /* Lanes k < n: t[k] as XENT_T, or -1 where t[k] == ignore; lanes k >= n: -1. */

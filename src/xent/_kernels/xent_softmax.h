@@ -31,7 +31,7 @@ XENT_INLINE void lse_small_block(const XENT_T *xb, int64_t C, int64_t nr, XENT_T
     const xv m = rows_block_load(xb, C, nr, cols);
     xv s = xv_zero();
     int64_t j, k;
-    for (j = 0; j < C; ++j) s = xv_add(s, xv_exp(xv_sub(cols[j], m)));
+    for (j = 0; j < C; ++j) s = xv_add(s, xv_exp_le0(xv_sub(cols[j], m)));
     xv_store_part(out, xv_add(m, xv_log(s)), nr);
     if (xm_any(xv_not_le(xv_abs(m), xv_set1((XENT_T)3.4e38)))) /* a non-finite max: torch's rules */
         for (k = 0; k < nr; ++k)

@@ -1,0 +1,1 @@
+"""Lab tools of the benchmark: process isolation and malloc tuning, the mixing check, plots."""
