@@ -20,11 +20,26 @@ REDUCTIONS = ("mean", "sum", "none")
 #: API.md "Accuracy": relative tolerance per computation dtype, against a float64
 #: (float32 results) or exact (float64 results) reference; the absolute part of the
 #: tolerance is the same factor times the largest finite magnitude expected.
-RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+#: float16/bfloat16 (xent.torch): xent rounds its float32 result once to the storage
+#: type, PyTorch computes in half arithmetic: a few units of the format's epsilon.
+RTOL = {"float32": 1e-5, "float64": 1e-12, "float16": 4 * 2.0**-10, "bfloat16": 4 * 2.0**-7}
+
+
+def dtype_name(dtype) -> str:
+    """"float32", ... for a NumPy dtype (or scalar type) or a torch dtype."""
+    name = str(dtype)
+    return name[len("torch."):] if name.startswith("torch.") else np.dtype(dtype).name
 
 
 def tolerance(dtype) -> float:
-    return RTOL[np.dtype(dtype)]
+    return RTOL[dtype_name(dtype)]
+
+
+def _as_float64(a):
+    """A NumPy float64 copy of an array or a torch tensor (any float dtype)."""
+    if hasattr(a, "detach"):  # a torch tensor (bfloat16 has no NumPy dtype)
+        return a.detach().cpu().double().numpy()
+    return np.asarray(a).astype(np.float64)
 
 
 def assert_close(actual, expected, dtype=None, *, rtol=None, scale=None, err_msg=""):
@@ -35,17 +50,19 @@ def assert_close(actual, expected, dtype=None, *, rtol=None, scale=None, err_msg
     largest finite ``|expected|`` unless given (pass the natural scale of an expected
     value that is exactly 0, or the largest summand of a reduction) and `tiny` the
     dtype's smallest normal number (a smaller result may underflow to 0).  Shapes must
-    be equal, NaN positions must match and infinities must match exactly.
+    be equal, NaN positions must match and infinities must match exactly.  NumPy arrays
+    or torch tensors; two tensors must also have the same dtype.
     """
-    actual = np.asarray(actual)
-    expected = np.asarray(expected)
-    dtype = np.dtype(actual.dtype if dtype is None else dtype)
+    if hasattr(actual, "detach") and hasattr(expected, "detach"):
+        assert actual.dtype == expected.dtype, (
+            f"dtype mismatch: actual {actual.dtype}, expected {expected.dtype} {err_msg}")
+    name = dtype_name(actual.dtype if dtype is None else dtype)
     if rtol is None:
-        rtol = tolerance(dtype)
-    assert actual.shape == expected.shape, (
-        f"shape mismatch: actual {actual.shape}, expected {expected.shape} {err_msg}")
-    a = actual.astype(np.float64)
-    e = expected.astype(np.float64)
+        rtol = RTOL[name]
+    a = _as_float64(actual)
+    e = _as_float64(expected)
+    assert a.shape == e.shape, (
+        f"shape mismatch: actual {a.shape}, expected {e.shape} {err_msg}")
     nan_a, nan_e = np.isnan(a), np.isnan(e)
     if not np.array_equal(nan_a, nan_e):
         idx = np.argwhere(nan_a != nan_e)[:5].tolist()
@@ -58,7 +75,7 @@ def assert_close(actual, expected, dtype=None, *, rtol=None, scale=None, err_msg
     if scale is None:
         scale = float(np.max(np.abs(e[fin]))) if fin.any() else 0.0
     diff = np.abs(a[fin] - e[fin])
-    tiny = np.finfo(dtype).tiny if dtype.kind == "f" else 0.0
+    tiny = _TINY.get(name, 0.0)
     bound = rtol * np.abs(e[fin]) + max(rtol * scale, tiny)
     if not np.all(diff <= bound):
         k = int(np.argmax(diff - bound))
@@ -67,6 +84,11 @@ def assert_close(actual, expected, dtype=None, *, rtol=None, scale=None, err_msg
             f"not close at {where}: actual {a[fin][k]!r}, expected {e[fin][k]!r}, "
             f"|diff| {diff[k]:.3e} > bound {bound[k]:.3e} (rtol {rtol}, scale {scale:.3e}) "
             f"{err_msg}")
+
+
+#: Smallest normal number per dtype name (bfloat16 has float32's exponent range).
+_TINY = {name: float(np.finfo(name).tiny) for name in ("float16", "float32", "float64")}
+_TINY["bfloat16"] = _TINY["float32"]
 
 
 def assert_same(actual, expected, what="", *, rounding=False):

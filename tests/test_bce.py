@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import reference
 from helpers import DTYPES, REDUCTIONS, assert_close, torch_bce, torch_bce_with_logits
 
 import xent
+from benchmarks import reference
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import reference as ref
 from helpers import (
     CONFIDENT_ROWS,
     DTYPES,
@@ -22,6 +21,7 @@ from helpers import (
 )
 
 import xent
+from benchmarks import reference as ref
 
 pytest.importorskip("torch")
 

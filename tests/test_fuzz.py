@@ -24,12 +24,12 @@ import warnings
 
 import numpy as np
 import pytest
-import reference as ref
 from helpers import SIMD_ORDER, Arena, assert_close, assert_same, use_simd
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import xent
+from benchmarks import reference as ref
 from xent._kernels import _core
 
 with warnings.catch_warnings():  # hypothesis' failure report imports libcst, which warns

@@ -23,10 +23,10 @@ import sys
 import _hardening_child as child
 import numpy as np
 import pytest
-import reference as ref
 from helpers import Arena, assert_close, assert_same
 
 import xent
+from benchmarks import reference as ref
 from xent._kernels import _core
 
 OPENMP = xent.openmp_enabled()

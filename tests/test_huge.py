@@ -11,9 +11,9 @@ import os
 
 import numpy as np
 import pytest
-import reference as ref
 
 import xent
+from benchmarks import reference as ref
 
 N, C = 2**16 + 1, 2**15  # N * C = 2**31 + 2**15 float32 elements (8.6 GB)
 CHUNK = 2048

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import reference
 from helpers import DTYPES, assert_close, torch_f64, torch_kl
 
 import xent
+from benchmarks import reference
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-import reference as ref
 from helpers import assert_close, assert_same, make_logits, shape_grid, special_rows
 
 import xent
+from benchmarks import reference as ref
 
 try:  # NumPy >= 1.25
     from numpy.exceptions import AxisError

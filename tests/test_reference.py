@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import reference as ref
 from helpers import (
     CONFIDENT_ROWS,
     assert_close,
@@ -18,6 +17,8 @@ from helpers import (
     torch_nll,
     torch_sigmoid_focal,
 )
+
+from benchmarks import reference as ref
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
