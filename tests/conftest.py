@@ -25,6 +25,20 @@ _SIMD_PARAMS = SIMD_ORDER[: SIMD_ORDER.index(_ENV_SIMD) + 1] if _ENV_SIMD in SIM
     SIMD_ORDER)
 
 
+#: ``slow`` tests (huge arrays, full Jacobians, inductor compiles) run only when asked.
+RUN_SLOW = os.environ.get("XENT_RUN_SLOW") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked ``slow`` unless XENT_RUN_SLOW=1."""
+    if RUN_SLOW:
+        return
+    skip = pytest.mark.skip(reason="slow; set XENT_RUN_SLOW=1 to run")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)
+
+
 def pytest_report_header(config):
     seed = os.environ.get("XENT_TEST_SEED", DEFAULT_SEED)
     return (

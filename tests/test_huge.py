@@ -1,7 +1,7 @@
 """Arrays of more than 2**31 elements (64-bit indexing in every kernel).
 
-Slow and memory hungry (~8.6 GB): skipped unless ``XENT_RUN_SLOW=1`` (no conftest
-needed) and unless enough memory is available.  Run with
+Slow and memory hungry (~8.6 GB): skipped unless ``XENT_RUN_SLOW=1`` (conftest.py) and
+unless enough memory is available.  Run with
 ``XENT_RUN_SLOW=1 python -m pytest -m slow tests/test_huge.py``.
 """
 
@@ -18,11 +18,7 @@ from benchmarks import reference as ref
 N, C = 2**16 + 1, 2**15  # N * C = 2**31 + 2**15 float32 elements (8.6 GB)
 CHUNK = 2048
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get("XENT_RUN_SLOW") != "1",
-                       reason="huge-array test; set XENT_RUN_SLOW=1 to run"),
-]
+pytestmark = pytest.mark.slow  # conftest: skipped unless XENT_RUN_SLOW=1
 
 
 def _available_bytes() -> int:
