@@ -7,6 +7,7 @@ The NumPy references live in ``reference.py``; the fixtures in ``conftest.py``.
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy as np
 import pytest
@@ -298,20 +299,13 @@ def torch_nll(log_probs, target, *, grad_output=1.0, **kw):
 
 
 def torch_focal(x, t, gamma, alpha, reduction, grad_output=1.0, ignore_index=-100):
-    """Lin et al.'s focal loss written with torch float64 ops, autograd -> (loss, grad)."""
+    """`torch_focal_loss` in float64 on the (-1, C) view of NumPy inputs -> (loss, grad)."""
     torch = pytest.importorskip("torch")
     c = x.shape[-1]
     xt = torch_f64(np.reshape(x, (-1, c)), requires_grad=True)
     tt = torch.as_tensor(np.reshape(t, -1).astype(np.int64))
-    keep = tt != ignore_index
-    idx = torch.where(keep, tt, torch.zeros_like(tt))
-    lpt = torch.log_softmax(xt, -1).gather(1, idx[:, None])[:, 0]
-    if alpha is None or np.ndim(alpha) == 0:
-        a = torch.full_like(lpt, 1.0 if alpha is None else float(alpha))
-    else:
-        a = torch_f64(alpha)[idx]
-    el = torch.where(keep, -a * (1 - lpt.exp()) ** gamma * lpt, torch.zeros_like(lpt))
-    loss = {"none": el, "sum": el.sum()}.get(reduction, el.sum() / keep.sum())
+    a = alpha if alpha is None or np.ndim(alpha) == 0 else torch_f64(alpha)
+    loss = torch_focal_loss(xt, tt, gamma, a, ignore_index, reduction)
     go = np.asarray(grad_output, np.float64)
     g = backward_numpy(loss, xt, reduction, go.reshape(-1) if go.ndim else go)
     lv = loss.detach().numpy()
@@ -339,36 +333,99 @@ def torch_bce(p, t, weight, reduction, grad_output=1.0, native=False):
 
 
 def torch_sigmoid_focal(x, t, alpha, gamma, reduction, grad_output=1.0):
-    """torchvision.ops.sigmoid_focal_loss (verbatim, in float64 torch) -> (loss, grad)."""
-    torch = pytest.importorskip("torch")
+    """`torch_sigmoid_focal_loss` in float64 on NumPy inputs -> (loss, grad)."""
     inputs = torch_f64(x, requires_grad=True)
-    targets = torch_f64(t)
-    p = torch.sigmoid(inputs)
-    ce_loss = torch.nn.functional.binary_cross_entropy_with_logits(inputs, targets,
-                                                                   reduction="none")
-    p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce_loss * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
-        loss = alpha_t * loss
-    if reduction == "mean":
-        loss = loss.mean()
-    elif reduction == "sum":
-        loss = loss.sum()
+    loss = torch_sigmoid_focal_loss(inputs, torch_f64(t), alpha, gamma, reduction)
     return loss.detach().numpy(), backward_numpy(loss, inputs, reduction, grad_output)
 
 
 def torch_kl(s, t, temperature, reduction, grad_output=1.0, native=False):
-    """``F.kl_div(log_softmax(s/T), softmax(t/T)) * T**2``, "batchmean" over the
-    leading axes and "none" summed over the class axis (API.md) -> (loss, grad)."""
+    """`torch_kl_div_with_logits` on NumPy inputs, in float64 (or their own dtype)
+    -> (loss, grad)."""
     torch = pytest.importorskip("torch")
-    F = torch.nn.functional
-    c = s.shape[-1]
     conv = torch.tensor if native else torch_f64
     st = conv(s).requires_grad_(True)
-    el = F.kl_div(F.log_softmax(st.reshape(-1, c) / temperature, -1),
-                  F.softmax(conv(t).reshape(-1, c) / temperature, -1),
-                  reduction="none") * temperature**2
-    loss = {"none": el.sum(-1).reshape(s.shape[:-1]), "sum": el.sum(), "mean": el.mean(),
-            "batchmean": el.sum() / (s.size // c)}[reduction]
+    loss = torch_kl_div_with_logits(st, conv(t), temperature, reduction)
     return loss.detach().numpy(), backward_numpy(loss, st, reduction, grad_output)
+
+
+# ---------------------------------------------------------------------------- torch formulas
+# API.md's losses written with torch ops on tensors (differentiable to any order: the
+# references of xent.torch's double backward, forward-mode AD and torch.func tests).
+# Classes on dim 1 (dim 0 for a 1-D input) as in PyTorch's class losses; the KL pair
+# on the last dim.
+
+
+def _class_dim(x) -> int:
+    return 1 if x.dim() > 1 else 0
+
+
+def torch_ce_ext(x, t, z_loss=0.0, softcap=None, **kw):
+    """F.cross_entropy with API.md's softcap ``s tanh(x/s)`` of the logits and z-loss
+    ``z w_y lse**2`` per row ("mean": over the summed target weights)."""
+    import torch
+
+    reduction = kw.pop("reduction", "mean")
+    xc = x if softcap is None else softcap * torch.tanh(x / softcap)
+    rows = torch.nn.functional.cross_entropy(xc, t, reduction="none", **kw)
+    valid = t != kw.get("ignore_index", -100)
+    w = kw["weight"][torch.where(valid, t, 0)] if kw.get("weight") is not None else 1.0
+    if z_loss:
+        rows = rows + torch.where(valid, z_loss * w * torch.logsumexp(xc, _class_dim(x)) ** 2,
+                                  0.0)
+    if reduction == "none":
+        return rows
+    if reduction == "sum":
+        return rows.sum()
+    return rows.sum() / (w * valid).sum()
+
+
+def torch_focal_loss(x, t, gamma=2.0, alpha=None, ignore_index=-100, reduction="mean"):
+    """Lin et al.'s ``-alpha_y (1 - p_y)**gamma log p_y``; alpha None, a number or a
+    per-class tensor; "mean" over the non-ignored targets."""
+    import torch
+
+    if x.dim() == 1:
+        out = torch_focal_loss(x.unsqueeze(0), t.reshape(1), gamma, alpha, ignore_index,
+                               reduction)
+        return out.squeeze(0) if reduction == "none" else out
+    logp = torch.log_softmax(x, 1)
+    valid = t != ignore_index
+    tt = torch.where(valid, t, torch.zeros_like(t))
+    logpt = logp.gather(1, tt.unsqueeze(1)).squeeze(1)
+    a = 1.0 if alpha is None else (alpha[tt] if isinstance(alpha, torch.Tensor) else alpha)
+    loss = torch.where(valid, -a * (1 - logpt.exp()) ** gamma * logpt, torch.zeros_like(logpt))
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / valid.sum()
+
+
+def torch_sigmoid_focal_loss(x, y, alpha=0.25, gamma=2.0, reduction="none"):
+    """torchvision.ops.sigmoid_focal_loss (its formula; alpha < 0 disables alpha)."""
+    import torch
+
+    p = torch.sigmoid(x)
+    ce = torch.nn.functional.binary_cross_entropy_with_logits(x, y, reduction="none")
+    loss = ce * ((1 - (p * y + (1 - p) * (1 - y))) ** gamma)
+    if alpha >= 0:
+        loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
+    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+
+
+def torch_kl_div_with_logits(s, t, temperature=1.0, reduction="batchmean"):
+    """``F.kl_div(log_softmax(s/T), softmax(t/T)) * T**2`` over the last dim; "none"
+    sums the class dim, "batchmean" divides by the number of rows (API.md)."""
+    import torch
+
+    F = torch.nn.functional
+    terms = F.kl_div(F.log_softmax(s / temperature, -1), F.softmax(t / temperature, -1),
+                     reduction="none") * temperature**2
+    if reduction == "none":
+        return terms.sum(-1)
+    if reduction == "sum":
+        return terms.sum()
+    if reduction == "mean":
+        return terms.mean()
+    return terms.sum() / math.prod(s.shape[:-1])

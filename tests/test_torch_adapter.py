@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from helpers import assert_close
+from helpers import (
+    assert_close,
+    torch_ce_ext,
+    torch_focal_loss,
+    torch_kl_div_with_logits,
+    torch_sigmoid_focal_loss,
+)
 
 import xent
 
@@ -151,13 +156,7 @@ def test_ce_z_loss_and_softcap_extensions(layout, reduction):
         t.view(-1)[0] = -100
     z, cap = 1e-2, 3.0
     loss = xt.CrossEntropyLoss(reduction=reduction, z_loss=z, softcap=cap)(x, t)
-    # reference from the formulas in API.md, in PyTorch
-    xc = cap * torch.tanh(x / cap)
-    rows = F.cross_entropy(xc, t, reduction="none")
-    valid = t != -100
-    lse = torch.logsumexp(xc, cdim)
-    rows = rows + torch.where(valid, z * lse**2, torch.zeros_like(lse))
-    ref = {"none": rows, "sum": rows.sum(), "mean": rows.sum() / valid.sum()}[reduction]
+    ref = torch_ce_ext(x, t, z, cap, reduction=reduction)
     assert_close(loss, ref)
     go = torch.randn_like(ref)
     assert_close(grads(loss, x, go), grads(ref, x, go))
@@ -609,55 +608,7 @@ def test_training_follows_torch_loss_curve(kwargs, one_torch_thread):
 
 
 # --------------------------------------------------------------------------- variants
-# References written in PyTorch from the formulas in API.md.
-
-
-def ref_focal(x, t, gamma=2.0, alpha=None, ignore_index=-100, reduction="mean"):
-    if x.dim() == 1:
-        x, t = x.unsqueeze(0), t.reshape(1)
-        out = ref_focal(x, t, gamma, alpha, ignore_index, reduction)
-        return out.squeeze(0) if reduction == "none" else out
-    logp = F.log_softmax(x, 1)
-    valid = t != ignore_index
-    tt = torch.where(valid, t, torch.zeros_like(t))
-    logpt = logp.gather(1, tt.unsqueeze(1)).squeeze(1)
-    pt = logpt.exp()
-    if alpha is None:
-        a = 1.0
-    elif isinstance(alpha, torch.Tensor):
-        a = alpha[tt]
-    else:
-        a = alpha
-    loss = -a * (1 - pt) ** gamma * logpt
-    loss = torch.where(valid, loss, torch.zeros_like(loss))
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return loss.sum()
-    return loss.sum() / valid.sum()
-
-
-def ref_sigmoid_focal(x, y, alpha=0.25, gamma=2.0, reduction="none"):
-    """torchvision.ops.sigmoid_focal_loss."""
-    p = torch.sigmoid(x)
-    ce = F.binary_cross_entropy_with_logits(x, y, reduction="none")
-    p_t = p * y + (1 - p) * (1 - y)
-    loss = ce * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
-    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
-
-
-def ref_kl(s, t, temperature=1.0, reduction="batchmean"):
-    terms = F.kl_div(F.log_softmax(s / temperature, -1), F.softmax(t / temperature, -1),
-                     reduction="none") * temperature**2
-    if reduction == "none":
-        return terms.sum(-1)
-    if reduction == "sum":
-        return terms.sum()
-    if reduction == "mean":
-        return terms.mean()
-    return terms.sum() / math.prod(s.shape[:-1])
+# References: helpers' torch formulas of API.md.
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
@@ -675,7 +626,7 @@ def test_focal_matches_reference(dtype, layout, reduction, opts):
     if kw.get("alpha") == "vec":
         kw["alpha"] = torch.rand(c, dtype=dtype)
     loss = xt.focal_loss(x, t, reduction=reduction, **kw)
-    ref = ref_focal(x, t, reduction=reduction, **kw)
+    ref = torch_focal_loss(x, t, reduction=reduction, **kw)
     assert_close(loss, ref)
     go = torch.randn_like(ref)
     assert_close(grads(loss, x, go), grads(ref, x, go))
@@ -695,7 +646,7 @@ def test_focal_half_dtypes(dtype):
     x = torch.randn(6, 5).to(dtype).requires_grad_()
     t = torch.randint(0, 5, (6,))
     x32 = x.detach().float().requires_grad_()
-    loss, ref = xt.focal_loss(x, t), ref_focal(x32, t)
+    loss, ref = xt.focal_loss(x, t), torch_focal_loss(x32, t)
     assert_close(loss, ref.to(dtype))
     assert_close(grads(loss, x, torch.tensor(1.0, dtype=dtype)),
                  grads(ref, x32, torch.tensor(1.0)).to(dtype))
@@ -744,7 +695,7 @@ def test_sigmoid_focal_matches_torchvision_formula(dtype, reduction, alpha):
     x = torch.randn(6, 5, dtype=dtype, requires_grad=True)
     y = (torch.rand(6, 5) > 0.5).to(dtype)
     loss = xt.sigmoid_focal_loss(x, y, alpha=alpha, reduction=reduction)
-    ref = ref_sigmoid_focal(x, y, alpha=alpha, reduction=reduction)
+    ref = torch_sigmoid_focal_loss(x, y, alpha=alpha, reduction=reduction)
     assert_close(loss, ref)
     go = torch.randn_like(ref)
     assert_close(grads(loss, x, go), grads(ref, x, go))
@@ -763,7 +714,7 @@ def test_kl_div_matches_reference(dtype, shape, reduction):
     s = torch.randn(shape, dtype=dtype, requires_grad=True)
     t = torch.randn(shape, dtype=dtype)
     loss = xt.kl_div_with_logits(s, t, temperature=2.0, reduction=reduction)
-    ref = ref_kl(s, t, temperature=2.0, reduction=reduction)
+    ref = torch_kl_div_with_logits(s, t, temperature=2.0, reduction=reduction)
     assert_close(loss, ref)
     go = torch.randn_like(ref)
     assert_close(grads(loss, s, go), grads(ref, s, go))
@@ -826,15 +777,15 @@ def _standin(ref, nargs_lead):
 def _focal_last(x, t, **kw):
     # stand-in layout: classes last -> the reference's classes-on-dim-1
     c = x.shape[-1]
-    out = ref_focal(x.reshape(-1, c), t.reshape(-1), **kw)
+    out = torch_focal_loss(x.reshape(-1, c), t.reshape(-1), **kw)
     return out.reshape(t.shape) if kw.get("reduction") == "none" else out
 
 
 STANDINS = {
     "focal_loss": _focal_last,
     "binary_cross_entropy_with_logits": F.binary_cross_entropy_with_logits,
-    "sigmoid_focal_loss": ref_sigmoid_focal,
-    "kl_div_with_logits": ref_kl,
+    "sigmoid_focal_loss": torch_sigmoid_focal_loss,
+    "kl_div_with_logits": torch_kl_div_with_logits,
 }
 
 
@@ -862,7 +813,7 @@ def test_plumbing_focal(standin, dtype, layout, reduction):
     alpha = torch.rand(c)
     x64 = x.detach().double().requires_grad_()
     loss = xt.FocalLoss(gamma=1.5, alpha=alpha, reduction=reduction)(x, t)
-    ref = ref_focal(x64, t, gamma=1.5, alpha=alpha.double(), reduction=reduction)
+    ref = torch_focal_loss(x64, t, gamma=1.5, alpha=alpha.double(), reduction=reduction)
     assert_close(loss, ref.to(dtype))
     go = torch.randn_like(ref)
     assert_close(grads(loss, x, go.to(dtype)), grads(ref, x64, go).to(dtype))
@@ -888,7 +839,7 @@ def test_plumbing_binary(standin, dtype, reduction):
     go = torch.randn_like(ref)
     assert_close(grads(loss, x, go.to(dtype)), grads(ref, x64, go).to(dtype))
     loss = xt.sigmoid_focal_loss(x, y, alpha=0.3, gamma=1.0, reduction=reduction)
-    ref = ref_sigmoid_focal(x64, y.double(), alpha=0.3, gamma=1.0, reduction=reduction)
+    ref = torch_sigmoid_focal_loss(x64, y.double(), alpha=0.3, gamma=1.0, reduction=reduction)
     assert_close(loss, ref.to(dtype))
     assert_close(grads(loss, x, go.to(dtype)), grads(ref, x64, go).to(dtype))
 
@@ -900,7 +851,7 @@ def test_plumbing_kl(standin, dtype, shape, reduction):
     s = torch.randn(shape, dtype=dtype, requires_grad=True)
     t = torch.randn(shape, dtype=dtype)
     loss = xt.kl_div_with_logits(s, t, temperature=2.0, reduction=reduction)
-    ref = ref_kl(s, t, temperature=2.0, reduction=reduction)
+    ref = torch_kl_div_with_logits(s, t, temperature=2.0, reduction=reduction)
     assert_close(loss, ref)
     go = torch.randn_like(ref)
     assert_close(grads(loss, s, go), grads(ref, s, go))
