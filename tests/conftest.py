@@ -78,6 +78,17 @@ def num_threads(request):
 
 
 @pytest.fixture
+def restore_threads():
+    """Restore xent's default team size after a test that sets it (the value the call
+    path reads, ``DEFAULT[0]``, and the forked-child flag included)."""
+    from xent import _threads as th
+
+    saved = (th._default_threads, th.DEFAULT[0], th._in_forked_child)
+    yield
+    th._default_threads, th.DEFAULT[0], th._in_forked_child = saved
+
+
+@pytest.fixture
 def rng():
     """A NumPy Generator seeded from XENT_TEST_SEED (default fixed)."""
     return np.random.default_rng(int(os.environ.get("XENT_TEST_SEED", DEFAULT_SEED)))

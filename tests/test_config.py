@@ -28,15 +28,6 @@ def _run(code_or_args, **env):
                           timeout=120, check=False)
 
 
-@pytest.fixture
-def restore_threads():
-    import xent._threads as th
-
-    saved = th._default_threads
-    yield
-    th._default_threads = saved
-
-
 def test_show_config_fields(capsys):
     xent.show_config()
     text = capsys.readouterr().out

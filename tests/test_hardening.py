@@ -426,17 +426,6 @@ def test_gh14_num_threads_validated(name):
                                            rtol=1e-12, atol=0, err_msg=f"num_threads={n!r}")
 
 
-@pytest.fixture
-def restore_threads():
-    before = xent.get_num_threads()
-    th = sys.modules.get("xent._threads")
-    saved = getattr(th, "_default_threads", None)
-    yield
-    xent.set_num_threads(before)
-    if th is not None and hasattr(th, "_default_threads"):
-        th._default_threads = saved
-
-
 def _cap():
     if not OPENMP:
         return 1
