@@ -490,7 +490,7 @@ def _build(rng, shape, dtype, opts, ignore_frac=0.2):
 @pytest.mark.parametrize("opt_name", list(OPTION_SETS))
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 @pytest.mark.usefixtures("simd")
-def test_fused_equals_separate_and_inplaceassert_same(dtype, c, opt_name, reduction):
+def test_fused_equals_separate_and_inplace_bitwise(dtype, c, opt_name, reduction):
     rng = np.random.default_rng(16)
     x, t, kw = _build(rng, (2, 3, c), dtype, OPTION_SETS[opt_name])
     kw["reduction"] = reduction
@@ -662,7 +662,7 @@ def test_out_partial_overlap(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opt_name", ["plain", "all", "soft_cap_z_sw"])
-def test_threadsassert_same(dtype, opt_name):
+def test_threads_bitwise(dtype, opt_name):
     if not xent.openmp_enabled():
         pytest.skip("built without OpenMP")
     rng = np.random.default_rng(18)
