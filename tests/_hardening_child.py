@@ -9,7 +9,8 @@ and ``OK ...`` as its last line when every check passed; a failed check is an
 AssertionError (exit code 1, traceback on stderr).
 
 The child imports the same xent as the test session (its package directory is put
-first on PYTHONPATH), and inherits the rest of the environment, so the sanitizer run
+first on PYTHONPATH, then tests/ and the checkout root, for ``helpers`` and
+``benchmarks.reference``), and inherits the rest of the environment, so the sanitizer run
 (.ci/sanitize.sh: LD_PRELOAD, ASAN_OPTIONS with a log path) covers the children too.
 
 ``XENT_RACE_SCALE`` (default 1) multiplies the time every race scenario runs; the
@@ -32,6 +33,7 @@ import xent
 
 OPENMP = xent.openmp_enabled()
 _HERE = os.path.dirname(os.path.abspath(__file__))
+_ROOT = os.path.dirname(_HERE)  # the checkout root: `from benchmarks import reference`
 _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(xent.__file__)))
 RACE_SCALE = float(os.environ.get("XENT_RACE_SCALE", "1"))
 
@@ -48,7 +50,7 @@ def run_child(scenario: str, timeout: float = 120.0, env: dict | None = None, **
     e = dict(os.environ)
     e.update(env or {})
     e["PYTHONPATH"] = os.pathsep.join(
-        [_PKG_PARENT, _HERE] + [p for p in [e.get("PYTHONPATH")] if p])
+        [_PKG_PARENT, _HERE, _ROOT] + [p for p in [e.get("PYTHONPATH")] if p])
     cmd = [sys.executable, os.path.join(_HERE, "_hardening_child.py"), scenario,
            json.dumps(kwargs)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
