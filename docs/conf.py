@@ -35,7 +35,7 @@ numpydoc_xref_param_type = False
 # Checked on every build (-W turns a finding into an error): every parameter
 # documented (PR01), none that does not exist (PR02), in the signature's order (PR03),
 # a Returns section (RT01), an Examples section (EX01).
-numpydoc_validation_checks = {"PR01", "PR02", "EX01"}
+numpydoc_validation_checks = {"PR01", "PR02", "PR03", "RT01", "EX01"}
 # TokenScores is a NamedTuple: its fields are Attributes, not constructor parameters.
 numpydoc_validation_exclude = {r"\.TokenScores$"}
 
