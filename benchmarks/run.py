@@ -6,7 +6,8 @@ PyTorch).  It starts worker processes (``lab/isolation.py``):
 1. the *main* pass, under ``TUNED_ENV`` (PyTorch at its best): every
    provider, checked against the reference, then timed in alternation
    (``measure.py``); the xent/PyTorch mixing check (``lab/mixing.py``) at the
-   end;
+   end; one worker per thread count when a provider whose library fixes its
+   thread count at start (JAX) will run;
 2. the *default-env* pass, without it: the malloc-sensitive providers
    (PyTorch) again, as users meet them.
 
@@ -41,10 +42,14 @@ MACHINE_KEYS = ("cpu", "cpu_count", "platform", "python", "numpy", "torch", "xen
 def parse_args(argv=None) -> argparse.Namespace:
     """The command line (also the worker's hidden ``--worker CONFIG``)."""
     p = argparse.ArgumentParser(prog="python -m xent bench",
-                                description="Time xent against PyTorch, NumPy and the memory "
-                                "yardsticks on this machine (see benchmarks/README.md).")
-    p.add_argument("--quick", action="store_true", help="smaller shapes: under a minute")
-    p.add_argument("--scale", choices=SCALES, help="full (default), quick, or tiny (tests)")
+                                description="Time xent against PyTorch, torch.compile, JAX, "
+                                "NumPy and the memory yardsticks on this machine (see "
+                                "benchmarks/README.md).")
+    p.add_argument("--quick", action="store_true",
+                   help="smaller shapes, the rivals on 7 rows: 1-3 minutes")
+    p.add_argument("--scale", choices=SCALES,
+                   help="full (default), quick, tiny (tests), or rivals (issue 17's rows, "
+                   "float32 and float64, 2 and 1 threads, every rival)")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--csv", metavar="FILE", help="write the results as CSV")
     p.add_argument("--only", metavar="S1,S2", help="cases whose id contains a substring")
@@ -88,7 +93,7 @@ def peak_rss_gb() -> float:
 
 
 def _worker_providers(config: dict, notices: list) -> list:
-    providers = usable(all_providers(notices), notices)
+    providers = usable(all_providers(), notices)
     names = config.get("providers")
     if names:
         providers = [p for p in providers if p.name in names]
@@ -141,6 +146,7 @@ def worker(config: dict) -> dict:
         mixing = run_mixing(config["scale"])
     return {"results": results, "notices": notices, "mixing": mixing,
             "malloc_sensitive": [p.name for p in providers if p.malloc_sensitive],
+            "about": {p.name: p.about for p in providers if p.about},
             "machine": machine_info()}
 
 
@@ -157,10 +163,12 @@ def worker_main(path: str) -> int:
 # --------------------------------------------------------------------------- coordinator
 
 
-def _merge(parts: list) -> dict:
-    """One pass's output from its workers' outputs."""
+def _merge(parts: list, order: list) -> dict:
+    """One pass's output from its workers' outputs, results in the case ids' `order`."""
     out = dict(parts[0])
-    out["results"] = [r for p in parts for r in p["results"]]
+    rank = {case_id: i for i, case_id in enumerate(order)}
+    out["results"] = sorted((r for p in parts for r in p["results"]), key=lambda r: rank[r["id"]])
+    out["about"] = {k: v for p in parts for k, v in p["about"].items()}
     out["mixing"] = [m for p in parts for m in p["mixing"]]
     out["notices"] = list(dict.fromkeys(n for p in parts for n in p["notices"]))
     out["machine"] = dict(parts[0]["machine"], worker_processes=len(parts),
@@ -175,12 +183,22 @@ def _config(args, label: str, mixing: bool) -> dict:
             "providers": args.providers.split(",") if args.providers else None}
 
 
+def thread_workers(args, cases: list) -> bool:
+    """Whether a selected, installed provider fixing its threads at start has cases to time."""
+    names = args.providers.split(",") if args.providers else None
+    return any(p.fixed_threads and (names is None or p.name in names) and p.installed()
+               and any(p.handles(c) for c in cases) for p in all_providers())
+
+
 def _run_pass(args, label: str, tuned: bool, mixing: bool) -> dict:
     """One pass in worker processes (big inputs each in their own in full mode)."""
-    groups = isolation.plan(select(build_cases(args.scale), args.only), args.scale)
+    cases = select(build_cases(args.scale), args.only)
+    by_threads = label == "main" and thread_workers(args, cases)
+    groups = isolation.plan(cases, args.scale, by_threads)
     base = _config(args, label, False)
     return _merge([isolation.spawn(dict(base, case_ids=ids, mixing=mixing and k == len(groups)),
-                                   tuned) for k, ids in enumerate(groups, 1)])
+                                   tuned) for k, ids in enumerate(groups, 1)],
+                  [c.id for c in cases])
 
 
 def run_passes(args) -> tuple:
@@ -216,14 +234,33 @@ def _skipped(main: dict) -> list:
     return [dict(s, case_id=r["id"]) for r in main["results"] for s in r["skipped"]]
 
 
+def rival_notes(args, main: dict, rows: list) -> list:
+    """How the rivals ran (their ``about``) and, in quick/tiny, how many rows they time."""
+    timed = {r["provider"] for r in rows}
+    notes = [f"{name}: {about}" for name, about in main["about"].items() if name in timed]
+    rivals = [p.name for p in all_providers() if p.rival and p.name in main["about"]]
+    cases = select(build_cases(args.scale), args.only)
+    with_rivals = sum(c.rivals for c in cases)
+    if rivals and with_rivals < len(cases):
+        notes.append(f"{args.scale}: {' and '.join(rivals)} time {with_rivals} of the "
+                     f"{len(cases)} cases (seconds of compilation per case); --scale full or "
+                     "--scale rivals times them on every case they compute")
+    return notes
+
+
 def print_report(rows: list, main: dict, notices: list, scale: str, elapsed: float) -> None:
     """The table, the mixing check, the notes and the machine, on stdout."""
     tuned = " ".join(f"{k}={v}" for k, v in isolation.TUNED_ENV.items())
     print(f"\nxent benchmark ({scale}): medians; all providers under {tuned} (PyTorch at its "
           "best), '(def)' columns in the default malloc environment;")
-    print("vs X = X's time / xent's (above 1: xent faster); xent/copy, xent/read = xent's "
-          "time / np.copyto's and np.add.reduce's of the same logits, same threads\n")
+    print("vs X = X's time / xent's (above 1: xent faster), vs best = the fastest of torch, "
+          "torch.compile and jax; xent/copy, xent/read = xent's time / np.copyto's and "
+          "np.add.reduce's of the same logits, same threads\n")
     print(report.text(rows))
+    compiled = report.compile_text(rows)
+    if compiled:
+        print("\nCompile time (s), once per case before the check, excluded from the medians:")
+        print(compiled)
     if main["mixing"]:
         print("\nMixing xent and torch in one process (goal: either slowed by at most 10%):")
         print(format_mixing(main["mixing"]))
@@ -249,6 +286,7 @@ def main(argv=None) -> int:
     main_pass, default = run_passes(args)
     rows = build_rows(main_pass, default, args.scale, stamp)
     notices = list(dict.fromkeys(main_pass["notices"] + (default or {}).get("notices", [])))
+    notices += rival_notes(args, main_pass, rows)
     notices += [f"{s['case_id']}: {s['provider']} skipped ({s['reason']})"
                 for s in _skipped(main_pass)]
     elapsed = time.perf_counter() - t0
