@@ -250,6 +250,14 @@ def _rival_cases() -> list:
             for dtype in ("float32", "float64") for op, shape in RIVAL_ROWS]
 
 
+def with_threads(cases: list, counts: tuple | None) -> list:
+    """`cases` at each thread count of `counts` (each case's own count when None), deduplicated."""
+    if not counts:
+        return cases
+    moved = [dataclasses.replace(c, n_threads=n) for c in cases for n in counts]
+    return list({c.id: c for c in moved}.values())
+
+
 def select(cases: list, only: str | None) -> list:
     """The cases whose id contains one of the comma-separated substrings of `only`."""
     words = [w for w in (only or "").split(",") if w]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from . import providers, report, run, schema
-from .cases import SCALES, build_cases
+from .cases import SCALES, build_cases, with_threads
 from .harness import run_case, usable
 from .lab import isolation
 from .measure import SETTINGS
@@ -58,6 +58,15 @@ def test_rival_rows_per_scale():
     cases = build_cases("rivals")
     assert len(cases) == 36 and {c.n_threads for c in cases} == {1, 2}
     assert all(TorchCompileProvider().handles(c) and JaxProvider().handles(c) for c in cases)
+
+
+def test_with_threads_moves_every_case_to_each_count():
+    quick = build_cases("quick")
+    one = with_threads(quick, [1])
+    assert {c.n_threads for c in one} == {1} and len(one) == len(quick) - 1  # t1 row merges
+    both = with_threads(quick, [2, 1])
+    assert len({c.id for c in both}) == len(both) == 2 * len(quick) - 2
+    assert with_threads(quick, None) == quick
 
 
 def test_jax_handles_no_options_torch_compile_does():
@@ -161,7 +170,8 @@ def test_real_torch_compile_matches_the_reference():
     case = _tiny("fused", "float64")
     res = run_case(case, [TorchCompileProvider()], TINY)
     assert not res["skipped"] and res["compile_ms"]["torch.compile"] > 0
-    assert "cache" in res["what"]["torch.compile"]
+    assert res["what"]["torch.compile"].endswith(("[cold: Inductor generated code]",
+                                                  "[warm: from the on-disk cache]"))
 
 
 # --------------------------------------------------------------------------- JAX
