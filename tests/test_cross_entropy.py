@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1013,27 +1012,6 @@ def test_out_of_range_first_position_reported():
     with pytest.raises(IndexError) as ei:
         xent.cross_entropy(x, t)
     _check_index_error(ei, 9, 2, 4)
-
-
-# ---------------------------------------------------------------------------
-# README snippet
-
-
-def test_readme_snippet_runs():
-    md = Path(__file__).resolve().parent.parent / "docs_snippets" / "ce_readme.md"
-    code = "\n".join(re.findall(r"```python\n(.*?)```", md.read_text(), flags=re.S))
-    ns: dict = {}
-    exec(compile(code, str(md), "exec"), ns)
-    logits, tokens = ns["logits"], ns["tokens"]
-    el, eg = torch_ce(logits[:, :-1], tokens[:, 1:])
-    assert_close(ns["loss"], el, np.float32)
-    assert_close(ns["grad"], eg, np.float32)
-    assert type(ns["ppl"]) is np.float64
-    assert_close(ns["ppl"], np.exp(el), np.float32)
-    el_rows, _ = torch_ce(logits[:, :-1], tokens[:, 1:], reduction="none")
-    assert_close(ns["per_token"], el_rows, np.float32)
-    ml, _ = ref_ce(logits[:, :-1], tokens[:, 1:], z_loss=1e-4, softcap=30.0)
-    assert_close(ns["loss_z"], ml, np.float32)
 
 
 # ---------------------------------------------------------------------------

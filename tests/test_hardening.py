@@ -9,7 +9,7 @@
 7. Read-only empty input, numeric strings as options, big-endian input, masked arrays.
 
 Expected values come from the same call on ``.copy()``'d arguments (the overlap policy:
-NumPy ufunc semantics), from the NumPy float64 reference (tests/reference.py), or from
+NumPy ufunc semantics), from the NumPy float64 reference (benchmarks/reference.py), or from
 PyTorch.  Scenarios that crash or hang today run in a child interpreter
 (tests/_hardening_child.py) with a timeout.
 """

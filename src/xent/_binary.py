@@ -8,6 +8,7 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._docs import fill_doc
 from ._kernels import _core
 from ._threads import _resolve
 from ._validation import (
@@ -160,8 +161,7 @@ def binary_cross_entropy_with_logits(
     reduction : {"mean", "sum", "none"}, optional
         ``"mean"`` averages over every element; ``"none"`` returns the
         elementwise losses (input's shape).
-    num_threads : int, optional
-        OpenMP threads; ``None`` uses ``xent.get_num_threads()``.
+    {num_threads}
 
     Returns
     -------
@@ -215,13 +215,13 @@ def binary_cross_entropy_with_logits_grad(
 
     Parameters
     ----------
-    logits, target, weight, pos_weight, reduction, num_threads
+    logits, target
         As in `binary_cross_entropy_with_logits`.
-    grad_output : float or array_like, optional
-        Scalar, or for ``reduction="none"`` also an array of the input's shape.
-    out : ndarray, optional
-        C-contiguous writable array of the input's shape and computation
-        dtype; ``out=logits`` writes in place.
+    {grad_output_elementwise}
+    weight, pos_weight, reduction
+        As in `binary_cross_entropy_with_logits`.
+    {out_grad}
+    {num_threads}
 
     Returns
     -------
@@ -260,15 +260,12 @@ def binary_cross_entropy_with_logits_and_grad(
 
     Parameters
     ----------
-    logits, target, weight, pos_weight, reduction, num_threads
+    logits, target, weight, pos_weight, reduction
         As in `binary_cross_entropy_with_logits`.
-    out : ndarray, optional
-        Gradient buffer; ``out=logits`` writes in place.
+    {out_grad}
+    {num_threads}
 
-    Returns
-    -------
-    loss : numpy scalar or ndarray
-    grad : ndarray
+    {returns_loss_and_grad}
 
     Raises
     ------
@@ -314,8 +311,7 @@ def binary_cross_entropy(
         Rescaling weight broadcast against the input.
     reduction : {"mean", "sum", "none"}, optional
         As in `binary_cross_entropy_with_logits`.
-    num_threads : int, optional
-        OpenMP threads; ``None`` uses ``xent.get_num_threads()``.
+    {num_threads}
 
     Returns
     -------
@@ -365,12 +361,13 @@ def binary_cross_entropy_grad(
 
     Parameters
     ----------
-    probs, target, weight, reduction, num_threads
+    probs, target
         As in `binary_cross_entropy`.
-    grad_output : float or array_like, optional
-        Scalar, or for ``reduction="none"`` also an array of the input's shape.
-    out : ndarray, optional
-        Gradient buffer; ``out=probs`` writes in place.
+    {grad_output_elementwise}
+    weight, reduction
+        As in `binary_cross_entropy`.
+    {out_grad}
+    {num_threads}
 
     Returns
     -------
@@ -407,15 +404,12 @@ def binary_cross_entropy_and_grad(
 
     Parameters
     ----------
-    probs, target, weight, reduction, num_threads
+    probs, target, weight, reduction
         As in `binary_cross_entropy`.
-    out : ndarray, optional
-        Gradient buffer; ``out=probs`` writes in place.
+    {out_grad}
+    {num_threads}
 
-    Returns
-    -------
-    loss : numpy scalar or ndarray
-    grad : ndarray
+    {returns_loss_and_grad}
 
     Raises
     ------
@@ -468,8 +462,7 @@ def sigmoid_focal_loss(
         Focusing exponent, ``>= 0``.
     reduction : {"none", "mean", "sum"}, optional
         Default ``"none"`` (torchvision's default): the elementwise losses.
-    num_threads : int, optional
-        OpenMP threads; ``None`` uses ``xent.get_num_threads()``.
+    {num_threads}
 
     Returns
     -------
@@ -518,12 +511,13 @@ def sigmoid_focal_loss_grad(
 
     Parameters
     ----------
-    logits, target, alpha, gamma, reduction, num_threads
+    logits, target
         As in `sigmoid_focal_loss`.
-    grad_output : float or array_like, optional
-        Scalar, or for ``reduction="none"`` also an array of the input's shape.
-    out : ndarray, optional
-        Gradient buffer; ``out=logits`` writes in place.
+    {grad_output_elementwise}
+    alpha, gamma, reduction
+        As in `sigmoid_focal_loss`.
+    {out_grad}
+    {num_threads}
 
     Returns
     -------
@@ -565,15 +559,12 @@ def sigmoid_focal_loss_and_grad(
 
     Parameters
     ----------
-    logits, target, alpha, gamma, reduction, num_threads
+    logits, target, alpha, gamma, reduction
         As in `sigmoid_focal_loss`.
-    out : ndarray, optional
-        Gradient buffer; ``out=logits`` writes in place.
+    {out_grad}
+    {num_threads}
 
-    Returns
-    -------
-    loss : numpy scalar or ndarray
-    grad : ndarray
+    {returns_loss_and_grad}
 
     Raises
     ------
@@ -591,3 +582,9 @@ def sigmoid_focal_loss_and_grad(
     a, g = _focal_opts(alpha, gamma)
     return _binary("sigmoid_focal", logits, target, None, None, a, g, reduction,
                    num_threads, True, 1.0, True, out)
+
+
+fill_doc(binary_cross_entropy_with_logits, binary_cross_entropy_with_logits_grad,
+         binary_cross_entropy_with_logits_and_grad, binary_cross_entropy,
+         binary_cross_entropy_grad, binary_cross_entropy_and_grad, sigmoid_focal_loss,
+         sigmoid_focal_loss_grad, sigmoid_focal_loss_and_grad)

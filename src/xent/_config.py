@@ -54,6 +54,11 @@ def _apply_placement_env() -> None:
 def openmp_enabled() -> bool:
     """Return True if xent was built with OpenMP.
 
+    Returns
+    -------
+    bool
+        False for a serial build (no OpenMP found, or ``XENT_DISABLE_OPENMP=1``).
+
     Examples
     --------
     >>> import xent

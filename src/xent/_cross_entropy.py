@@ -7,6 +7,7 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._docs import PIECES, fill_doc
 from ._kernels import _core
 from ._threads import DEFAULT as _DEFAULT_THREADS
 from ._threads import _resolve
@@ -162,31 +163,32 @@ def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smooth
     return reduce_loss(loss_rows, total, denom, red, dt), grad
 
 
-_OPTIONS_DOC = """weight : array_like of shape (C,), optional
-        Per-class rescaling weights, as in ``torch.nn.functional.cross_entropy``.
-    ignore_index : int, optional
-        Class-target value whose rows contribute nothing (zero loss, exactly zero
-        gradient) and are left out of the ``"mean"`` denominator. Default -100.
-        Not applicable to probability targets (a non-default value raises).
-    reduction : {"mean", "sum", "none"}, optional
-        ``"mean"`` divides the summed loss by the summed weights
-        ``sum_i sample_weight_i * weight[target_i]`` of the non-ignored rows (by the
-        number of rows, or the summed sample weights, for probability targets);
-        ``"none"`` returns one loss per row, shape ``logits.shape[:-1]``.
-    label_smoothing : float in [0, 1], optional
-        Mixes the target with the uniform distribution, PyTorch's formula
-        (including its weighting of the smoothing term by `weight`).
-    z_loss : float >= 0, optional
-        Adds ``z_loss * w_i * lse_i**2`` to each non-ignored row's loss, where
-        ``lse_i`` is the row's log-sum-exp (after `softcap`) and ``w_i =
-        weight[target_i]`` (1 without weights and for probability targets).
-    softcap : float > 0 or None, optional
-        Replaces every logit ``x`` by ``softcap * tanh(x / softcap)`` before the
-        softmax; gradients are taken with respect to the raw logits.
-    sample_weight : array_like of shape ``logits.shape[:-1]``, optional
-        Per-row (per-token) weights multiplying each row's loss, z-loss included.
-    num_threads : int, optional
-        OpenMP threads; ``None`` uses ``xent.get_num_threads()``."""
+# The options (weight ... num_threads) of the three cross-entropy functions.
+_CE_OPTIONS = """\
+weight : array_like of shape (C,), optional
+    Per-class rescaling weights, as in ``torch.nn.functional.cross_entropy``.
+ignore_index : int, optional
+    Class-target value whose rows contribute nothing (zero loss, exactly zero
+    gradient) and are left out of the ``"mean"`` denominator. Default -100.
+    Not applicable to probability targets (a non-default value raises).
+reduction : {"mean", "sum", "none"}, optional
+    ``"mean"`` divides the summed loss by the summed weights
+    ``sum_i sample_weight_i * weight[target_i]`` of the non-ignored rows (by the
+    number of rows, or the summed sample weights, for probability targets);
+    ``"none"`` returns one loss per row, shape ``logits.shape[:-1]``.
+label_smoothing : float in [0, 1], optional
+    Mixes the target with the uniform distribution, PyTorch's formula
+    (including its weighting of the smoothing term by `weight`).
+z_loss : float >= 0, optional
+    Adds ``z_loss * w_i * lse_i**2`` to each non-ignored row's loss, where
+    ``lse_i`` is the row's log-sum-exp (after `softcap`) and ``w_i =
+    weight[target_i]`` (1 without weights and for probability targets).
+softcap : float > 0 or None, optional
+    Replaces every logit ``x`` by ``softcap * tanh(x / softcap)`` before the
+    softmax; gradients are taken with respect to the raw logits.
+sample_weight : array_like of shape ``logits.shape[:-1]``, optional
+    Per-row (per-token) weights multiplying each row's loss, z-loss included.
+""" + PIECES["num_threads"]
 
 
 def cross_entropy(
@@ -212,9 +214,7 @@ def cross_entropy(
 
     Parameters
     ----------
-    logits : array_like of shape (..., C)
-        Unnormalised scores. float32 and float64 are computed natively, float16
-        in float32.
+    {logits_rows}
     target : array_like
         Integer class indices of shape ``logits.shape[:-1]`` (any integer
         dtype), or floating class probabilities of shape ``logits.shape``.
@@ -293,14 +293,9 @@ def cross_entropy_grad(
     ----------
     logits, target
         As in :func:`cross_entropy`.
-    grad_output : float or array_like, optional
-        Multiplies the gradient: a scalar for ``"mean"``/``"sum"``; for
-        ``"none"`` a scalar applied to every row or an array of shape
-        ``logits.shape[:-1]``.
+    {grad_output_rows}
     {options}
-    out : ndarray, optional
-        C-contiguous writable array of the logits' shape and computation dtype.
-        ``out=logits`` writes the gradient in place.
+    {out_grad}
 
     Returns
     -------
@@ -352,16 +347,9 @@ def cross_entropy_and_grad(
     logits, target
         As in :func:`cross_entropy`.
     {options}
-    out : ndarray, optional
-        C-contiguous writable array of the logits' shape and computation dtype
-        (``out=logits`` for in place).
+    {out_grad}
 
-    Returns
-    -------
-    loss : numpy scalar or ndarray
-        As :func:`cross_entropy`.
-    grad : ndarray
-        As :func:`cross_entropy_grad`; `out` if given.
+    {returns_loss_and_grad}
 
     Raises
     ------
@@ -388,17 +376,16 @@ def cross_entropy_and_grad(
                           z_loss, softcap, sample_weight, num_threads, True, 1.0, out)
 
 
-for _f in (cross_entropy, cross_entropy_grad, cross_entropy_and_grad):
-    _f.__doc__ = _f.__doc__.replace("{options}", _OPTIONS_DOC)
+fill_doc(cross_entropy, cross_entropy_grad, cross_entropy_and_grad, options=_CE_OPTIONS)
 
-_NLL_DOC = """weight : array_like of shape (C,), optional
-        Per-class weights, as in ``torch.nn.functional.nll_loss``.
-    ignore_index : int, optional
-        Target value whose rows contribute nothing. Default -100.
-    reduction : {"mean", "sum", "none"}, optional
-        ``"mean"`` divides by the summed weights of the non-ignored targets.
-    num_threads : int, optional
-        OpenMP threads; ``None`` uses ``xent.get_num_threads()``."""
+_NLL_OPTIONS = """\
+weight : array_like of shape (C,), optional
+    Per-class weights, as in ``torch.nn.functional.nll_loss``.
+ignore_index : int, optional
+    Target value whose rows contribute nothing. Default -100.
+reduction : {"mean", "sum", "none"}, optional
+    ``"mean"`` divides by the summed weights of the non-ignored targets.
+""" + PIECES["num_threads"]
 
 
 def _nll(log_probs, target, weight, ignore_index, reduction, num_threads, **grad):
@@ -466,11 +453,9 @@ def nll_loss_grad(
     ----------
     log_probs, target
         As in :func:`nll_loss`.
-    grad_output : float or array_like, optional
-        Scalar, or for ``"none"`` an array of shape ``log_probs.shape[:-1]``.
+    {grad_output_rows}
     {options}
-    out : ndarray, optional
-        Output buffer of the input's shape and dtype (``out=log_probs`` allowed).
+    {out_grad}
 
     Returns
     -------
@@ -507,13 +492,9 @@ def nll_loss_and_grad(
     log_probs, target
         As in :func:`nll_loss`.
     {options}
-    out : ndarray, optional
-        Output buffer for the gradient (``out=log_probs`` allowed).
+    {out_grad}
 
-    Returns
-    -------
-    loss : numpy scalar or ndarray
-    grad : ndarray
+    {returns_loss_and_grad}
 
     Examples
     --------
@@ -528,8 +509,7 @@ def nll_loss_and_grad(
                 want_grad=True, out=out)
 
 
-for _f in (nll_loss, nll_loss_grad, nll_loss_and_grad):
-    _f.__doc__ = _f.__doc__.replace("{options}", _NLL_DOC)
+fill_doc(nll_loss, nll_loss_grad, nll_loss_and_grad, options=_NLL_OPTIONS)
 
 
 def perplexity(
@@ -552,8 +532,7 @@ def perplexity(
         Token ids; `ignore_index` marks padding. Floating targets raise TypeError.
     ignore_index : int, optional
         Padding value, default -100.
-    num_threads : int, optional
-        OpenMP threads; ``None`` uses ``xent.get_num_threads()``.
+    {num_threads}
 
     Returns
     -------
@@ -574,3 +553,6 @@ def perplexity(
         num_threads=num_threads, class_only=True)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return np.exp(np.float64(total) / np.float64(denom))
+
+
+fill_doc(perplexity)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._docs import fill_doc
 from ._kernels import _core
 from ._threads import _resolve
 from ._validation import (
@@ -79,8 +80,7 @@ def kl_div_with_logits(
         (the number of rows); ``"mean"`` by the number of elements (PyTorch's
         ``"mean"``); ``"none"`` returns one value per row (the elementwise
         terms summed over the class axis), shape ``logits.shape[:-1]``.
-    num_threads : int, optional
-        OpenMP threads; ``None`` uses ``xent.get_num_threads()``.
+    {num_threads}
 
     Returns
     -------
@@ -136,13 +136,13 @@ def kl_div_with_logits_grad(
 
     Parameters
     ----------
-    student_logits, teacher_logits, temperature, reduction, num_threads
+    student_logits, teacher_logits
         As in `kl_div_with_logits`.
-    grad_output : float or array_like, optional
-        Scalar, or for ``reduction="none"`` also one value per row.
-    out : ndarray, optional
-        C-contiguous writable array of the student's shape and computation
-        dtype; ``out=student_logits`` writes in place.
+    {grad_output_rows}
+    temperature, reduction
+        As in `kl_div_with_logits`.
+    {out_grad}
+    {num_threads}
 
     Returns
     -------
@@ -179,15 +179,12 @@ def kl_div_with_logits_and_grad(
 
     Parameters
     ----------
-    student_logits, teacher_logits, temperature, reduction, num_threads
+    student_logits, teacher_logits, temperature, reduction
         As in `kl_div_with_logits`.
-    out : ndarray, optional
-        Gradient buffer; ``out=student_logits`` writes in place.
+    {out_grad}
+    {num_threads}
 
-    Returns
-    -------
-    loss : numpy scalar or ndarray
-    grad : ndarray
+    {returns_loss_and_grad}
 
     Raises
     ------
@@ -205,3 +202,6 @@ def kl_div_with_logits_and_grad(
     """
     return _kl(student_logits, teacher_logits, temperature, reduction, num_threads,
                True, 1.0, True, out)
+
+
+fill_doc(kl_div_with_logits, kl_div_with_logits_grad, kl_div_with_logits_and_grad)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._docs import fill_doc
 from ._kernels import _core
 from ._threads import _resolve
 from ._validation import (
@@ -71,12 +72,8 @@ def focal_loss(
 
     Parameters
     ----------
-    logits : array_like, shape (..., C)
-        Unnormalised scores, classes on the last axis. float32 and float64
-        are computed natively; float16 is computed in float32.
-    target : array_like of int, shape logits.shape[:-1]
-        Class indices in ``[0, C)`` or `ignore_index` (any integer dtype;
-        floating targets raise TypeError).
+    {logits_rows}
+    {class_target}
     gamma : float, optional
         Focusing parameter, ``>= 0``. ``gamma=0`` with ``alpha=None`` is
         exactly softmax cross-entropy.
@@ -89,8 +86,7 @@ def focal_loss(
         ``"mean"`` divides the sum by the number of non-ignored targets (NaN
         when there are none); ``"none"`` returns one loss per row (0 for
         ignored rows).
-    num_threads : int, optional
-        OpenMP threads; ``None`` uses ``xent.get_num_threads()``.
+    {num_threads}
 
     Returns
     -------
@@ -159,14 +155,13 @@ def focal_loss_grad(
 
     Parameters
     ----------
-    logits, target, gamma, alpha, ignore_index, reduction, num_threads
+    logits, target
         As in `focal_loss`.
-    grad_output : float or array_like, optional
-        Upstream gradient: a scalar, or for ``reduction="none"`` also an
-        array of shape ``logits.shape[:-1]`` (one per row).
-    out : ndarray, optional
-        C-contiguous writable array of ``logits.shape`` and the computation
-        dtype; ``out=logits`` writes in place.
+    {grad_output_rows}
+    gamma, alpha, ignore_index, reduction
+        As in `focal_loss`.
+    {out_grad}
+    {num_threads}
 
     Returns
     -------
@@ -217,18 +212,12 @@ def focal_loss_and_grad(
 
     Parameters
     ----------
-    logits, target, gamma, alpha, ignore_index, reduction, num_threads
+    logits, target, gamma, alpha, ignore_index, reduction
         As in `focal_loss`.
-    out : ndarray, optional
-        Buffer for the gradient (as in `focal_loss_grad`); ``out=logits``
-        computes the gradient in place.
+    {out_grad}
+    {num_threads}
 
-    Returns
-    -------
-    loss : numpy scalar or ndarray
-        As `focal_loss`.
-    grad : ndarray
-        As ``focal_loss_grad(..., grad_output=1.0)``.
+    {returns_loss_and_grad}
 
     Raises
     ------
@@ -246,3 +235,6 @@ def focal_loss_and_grad(
     """
     return _focal(logits, target, gamma, alpha, ignore_index, reduction, num_threads,
                   True, 1.0, True, out)
+
+
+fill_doc(focal_loss, focal_loss_grad, focal_loss_and_grad)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ._docs import fill_doc
 from ._kernels import _core
 from ._threads import _resolve
 from ._validation import (
@@ -34,17 +35,14 @@ def expected_calibration_error(
 
     Parameters
     ----------
-    logits : array_like, shape (..., C)
-        Unnormalised scores, classes on the last axis.
-    target : array_like of int, shape logits.shape[:-1]
-        True classes in ``[0, C)`` or `ignore_index`.
+    {logits_rows}
+    {class_target}
     n_bins : int, optional
         Number of confidence bins, ``>= 1`` (boundaries
         ``numpy.linspace(0, 1, n_bins + 1)``).
     ignore_index : int, optional
         Target value of rows to leave out.
-    num_threads : int, optional
-        OpenMP threads; ``None`` uses ``xent.get_num_threads()``.
+    {num_threads}
 
     Returns
     -------
@@ -94,3 +92,6 @@ def expected_calibration_error(
     if bad:
         raise_target_error(t, c, ign)
     return np.float64(ece)
+
+
+fill_doc(expected_calibration_error)

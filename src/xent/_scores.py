@@ -8,6 +8,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._docs import fill_doc
 from ._kernels import _core
 from ._threads import _resolve
 from ._validation import (
@@ -89,9 +90,7 @@ def token_scores(
     ignore_index : int, optional
         Target value marking tokens to skip: their `logprob` is NaN and their
         `rank` is -1 (default -100).
-    num_threads : int, optional
-        OpenMP threads (rows are split between them); ``None`` uses
-        ``xent.get_num_threads()``. Results are bitwise identical for any count.
+    {num_threads}
 
     Returns
     -------
@@ -145,7 +144,8 @@ def token_scores(
     the second pass (from cache) accumulates ``S`` and the entropy sum,
     rescaled in float64 when the running maximum grows.  float32 sums use
     float32 lanes within a chunk and float64 across chunks; all per-row
-    results are combined and rounded once in float64.
+    results are combined and rounded once in float64.  Rows are split between
+    the threads; results are bitwise identical for any thread count.
 
     Examples
     --------
@@ -212,3 +212,6 @@ def token_scores(
     if bad:
         raise_target_error(t, c, ign)
     return TokenScores(lse, ent, lp, rank, top_lp, top_ix)
+
+
+fill_doc(token_scores)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._docs import fill_doc
 from ._kernels import _core
 from ._threads import _resolve
 from ._validation import as_float_array, finish_output, normalize_axis, output_for
@@ -46,8 +47,7 @@ def logsumexp(
         Keep the reduced axis with length 1.
     out : ndarray, optional
         C-contiguous, writable array of the result's shape and dtype.
-    num_threads : int, optional
-        OpenMP threads; ``None`` uses ``xent.get_num_threads()``.
+    {num_threads}
 
     Returns
     -------
@@ -133,31 +133,7 @@ def softmax(
 ) -> NDArray[np.floating]:
     r"""Softmax along an axis: ``exp(x - max) / sum(exp(x - max))``.
 
-    Parameters
-    ----------
-    x : array_like
-        Real floating-point input (float16 computes in float32).
-    axis : int, optional
-        Axis to normalise (default last, the fast path).
-    out : ndarray, optional
-        C-contiguous, writable array of ``x``'s shape and the computation
-        dtype. ``out=x`` computes in place.
-    num_threads : int, optional
-        OpenMP threads; ``None`` uses ``xent.get_num_threads()``.
-
-    Returns
-    -------
-    ndarray
-        Same shape as `x`; `out` if given.
-
-    Raises
-    ------
-    TypeError
-        If `x` is not of a real floating dtype.
-    ValueError
-        If `out` is not acceptable.
-    numpy.exceptions.AxisError
-        If `axis` is out of range.
+    {softmax_sections}
 
     Notes
     -----
@@ -183,31 +159,7 @@ def log_softmax(
 ) -> NDArray[np.floating]:
     r"""Log of the softmax along an axis, computed as ``(x - max) - log(sum(exp(x - max)))``.
 
-    Parameters
-    ----------
-    x : array_like
-        Real floating-point input (float16 computes in float32).
-    axis : int, optional
-        Axis to normalise (default last, the fast path).
-    out : ndarray, optional
-        C-contiguous, writable array of ``x``'s shape and the computation
-        dtype. ``out=x`` computes in place.
-    num_threads : int, optional
-        OpenMP threads; ``None`` uses ``xent.get_num_threads()``.
-
-    Returns
-    -------
-    ndarray
-        Same shape as `x`; `out` if given.
-
-    Raises
-    ------
-    TypeError
-        If `x` is not of a real floating dtype.
-    ValueError
-        If `out` is not acceptable.
-    numpy.exceptions.AxisError
-        If `axis` is out of range.
+    {softmax_sections}
 
     Notes
     -----
@@ -224,3 +176,6 @@ def log_softmax(
            [ 0.        ,        -inf]])
     """
     return _softmax_impl(x, axis, out, num_threads, log=True)
+
+
+fill_doc(logsumexp, softmax, log_softmax)

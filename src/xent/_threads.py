@@ -87,6 +87,11 @@ def get_num_threads() -> int:
     capped at the CPUs this process may use; 1 in a forked child until it calls
     :func:`set_num_threads`; always 1 when xent was built without OpenMP.
 
+    Returns
+    -------
+    int
+        The team size used by calls with ``num_threads=None``.
+
     Examples
     --------
     >>> import xent

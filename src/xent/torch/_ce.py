@@ -288,10 +288,12 @@ def cross_entropy(
         class probabilities of the input's shape (floating; differentiable).
     weight : Tensor of shape (C,), optional
         Per-class rescaling weights (a constant).
-    size_average, reduce : bool, optional
+    size_average : bool, optional
         Deprecated, as in PyTorch (mapped to `reduction` with PyTorch's warning).
     ignore_index : int, optional
         Target value that contributes nothing (class targets only).
+    reduce : bool, optional
+        Deprecated, as `size_average`.
     reduction : {"mean", "sum", "none"}, optional
         As in PyTorch (``"mean"`` divides by the summed weights of the
         non-ignored targets).
@@ -399,10 +401,12 @@ def nll_loss(
         Class indices of shape (N,), (N, d1, ...) or ().
     weight : Tensor of shape (C,), optional
         Per-class weights (a constant).
-    size_average, reduce : bool, optional
+    size_average : bool, optional
         Deprecated, as in PyTorch.
     ignore_index : int, optional
         Target value that contributes nothing.
+    reduce : bool, optional
+        Deprecated, as in PyTorch.
     reduction : {"mean", "sum", "none"}, optional
         ``"mean"`` divides by the summed weights of the non-ignored targets.
     num_threads : int, optional
