@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import reference
+from . import numpy_ops
 from .cases import TOP_K, Case, Data
 
 CE_OPS = ("fused", "latency", "loss", "adapter")
@@ -227,7 +227,7 @@ class TorchProvider(Provider):
 
 
 class NumpyProvider(Provider):
-    """``reference.py`` in the input dtype (NumPy: one thread whatever the case says).
+    """``numpy_ops.py``, in the input dtype (NumPy: one thread whatever the case says).
 
     Cross-entropy only for a few classes (at most ``MAX_CE_COLS``), where it
     is a meaningful yardstick; its large-vocabulary runs would only add
@@ -246,13 +246,13 @@ class NumpyProvider(Provider):
         x, t, opts = data.x, data.t, data.ce_options()
         if case.op == "fused":
             grad = np.empty_like(x)
-            return Call(lambda: reference.cross_entropy_and_grad(x, t, out=grad, **opts),
-                        outputs=_ce_outputs, what="reference.cross_entropy_and_grad")
+            return Call(lambda: numpy_ops.cross_entropy_and_grad(x, t, out=grad, **opts),
+                        outputs=_ce_outputs, what="numpy_ops.cross_entropy_and_grad")
         if case.op == "loss":
-            return Call(lambda: reference.cross_entropy(x, t, **opts),
-                        outputs=lambda r: {"loss": float(r)}, what="reference.cross_entropy")
-        fn = getattr(reference, case.op)
-        return Call(lambda: fn(x), outputs=lambda r: {case.op: r}, what=f"reference.{case.op}")
+            return Call(lambda: numpy_ops.cross_entropy(x, t, **opts),
+                        outputs=lambda r: {"loss": float(r)}, what="numpy_ops.cross_entropy")
+        fn = getattr(numpy_ops, case.op)
+        return Call(lambda: fn(x), outputs=lambda r: {case.op: r}, what=f"numpy_ops.{case.op}")
 
 
 # --------------------------------------------------------------------------- yardsticks
