@@ -98,6 +98,7 @@ from ._binary import (  # noqa: E402
 )
 from ._ce import cross_entropy, focal_loss, nll_loss  # noqa: E402
 from ._kl import kl_div_with_logits  # noqa: E402
+from ._linear import LinearCrossEntropyLoss, linear_cross_entropy  # noqa: E402
 from ._modules import (  # noqa: E402
     BCELoss,
     BCEWithLogitsLoss,
@@ -112,12 +113,14 @@ __all__ = [
     "BCEWithLogitsLoss",
     "CrossEntropyLoss",
     "FocalLoss",
+    "LinearCrossEntropyLoss",
     "NLLLoss",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "cross_entropy",
     "focal_loss",
     "kl_div_with_logits",
+    "linear_cross_entropy",
     "log_softmax",
     "logsumexp",
     "nll_loss",
