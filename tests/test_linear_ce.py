@@ -239,3 +239,22 @@ def test_linear_token_scores_empty():
 def test_linear_token_scores_errors(kwargs, target, exc, match):
     with pytest.raises(exc, match=match):
         xent.linear_token_scores(np.zeros((4, D)), np.zeros((V, D)), target, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["linear_cross_entropy", "linear_cross_entropy_and_grad",
+                                  "linear_token_scores"])
+def test_linear_num_threads_validated(rng, name):
+    """As tests/test_hardening.py's gh14 check: bad counts raise, valid ones give equal results."""
+    f = getattr(xent, name)
+    h, w = rng.standard_normal((4, D)), rng.standard_normal((V, D))
+    t = np.array([0, 1, -100, 4])
+    for n in (0, -2, 2 ** 31, 1.5, "2", True, [2]):
+        with pytest.raises(ValueError, match="num_threads"):
+            f(h, w, t, num_threads=n)
+    want = f(h, w, t, num_threads=1)
+    for n in (None, -1, 2, np.int64(2)):
+        got = f(h, w, t, num_threads=n)
+        for g, e in zip(got if isinstance(got, tuple) else (got,),
+                        want if isinstance(want, tuple) else (want,)):
+            if e is not None:
+                np.testing.assert_array_equal(g, e)

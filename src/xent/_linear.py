@@ -55,7 +55,7 @@ class NumpyProducts:
 
     @staticmethod
     def take(a, idx, out):
-        return np.take(a, idx, axis=0, out=out)
+        return np.take(a, idx, axis=0, out=out, mode="clip")  # idx valid: unbuffered
 
     @staticmethod
     def logits(h, w, b, out):
