@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._cross_entropy import _CE_OPTIONS, _checked_options, _cross_entropy, _sample_weight
-from ._docs import fill_doc
+from ._docs import PIECES, fill_doc
 from ._scores import TokenScores, token_scores
 from ._threads import _resolve
 from ._validation import (
@@ -226,7 +226,9 @@ def run_linear_ce(a: LinearInputs, opts, chunk_size, nt, want_grad, grad_output=
     if red == "mean":
         denom = _mean_denominator(a, kept)
         scale = scale * _inv(denom)
-    kernel_red = "none" if red == "none" or g_rows is not None else "total"
+    if g_rows is not None and red != "none":
+        raise ValueError(f"grad_output must be a scalar for reduction={red!r}")
+    kernel_red = "none" if red == "none" else "total"
     rows_loss = np.zeros(n, dtype=dt) if red == "none" else None
 
     gh = gw = gb = None
@@ -256,13 +258,10 @@ def run_linear_ce(a: LinearInputs, opts, chunk_size, nt, want_grad, grad_output=
         loss_c, grad_c = _cross_entropy(
             x, t_c if q_c is None else q_c, a.cw, ign, kernel_red, eps, z, softcap, sw_c,
             nt, want_grad, go, x if want_grad else None)
-        if kernel_red == "total":
-            total += loss_c[0]
+        if red == "none":
+            rows_loss[sel] = loss_c
         else:
-            if red == "none":
-                rows_loss[sel] = loss_c
-            else:
-                total += float(np.sum(loss_c, dtype=np.float64))
+            total += loss_c[0]  # "total": (sum of the chunk's row losses, its denominator)
         if not want_grad:
             continue
         products.grad_weight(grad_c, h_c, gw, first)
@@ -305,6 +304,11 @@ target : array_like
     or floating class probabilities of shape ``hidden.shape[:-1] + (V,)``.
 linear_bias : array_like of shape (V,), optional
     The layer's bias."""
+
+# cross_entropy's options, for logits hidden @ linear_weight.T (V classes)
+_OPTIONS = (_CE_OPTIONS[: -len(PIECES["num_threads"])]
+            .replace("shape (C,)", "shape (V,)")
+            .replace("logits.shape[:-1]", "hidden.shape[:-1]"))
 
 _CHUNK = """\
 chunk_size : int, optional
@@ -361,6 +365,7 @@ def linear_cross_entropy(
     {linear_params}
     {options}
     {chunk}
+    {num_threads}
 
     Returns
     -------
@@ -430,6 +435,7 @@ def linear_cross_entropy_and_grad(
     {linear_params}
     {options}
     {chunk}
+    {num_threads}
 
     Returns
     -------
@@ -574,6 +580,6 @@ def linear_token_scores(
     return TokenScores(*(None if f is None else f.reshape(lead + f.shape[1:]) for f in out))
 
 
-fill_doc(linear_cross_entropy, linear_cross_entropy_and_grad, options=_CE_OPTIONS,
+fill_doc(linear_cross_entropy, linear_cross_entropy_and_grad, options=_OPTIONS,
          linear_params=_LINEAR_PARAMS, chunk=_CHUNK, notes=_NOTES)
 fill_doc(linear_token_scores, chunk=_CHUNK)
