@@ -9,8 +9,11 @@ classes: :func:`cross_entropy` / :class:`CrossEntropyLoss`, :func:`nll_loss` /
 :func:`binary_cross_entropy_with_logits` / :class:`BCEWithLogitsLoss`,
 :func:`log_softmax`, :func:`softmax`, :func:`logsumexp` and torchvision's
 :func:`sigmoid_focal_loss`; plus :func:`focal_loss` / :class:`FocalLoss` and
-:func:`kl_div_with_logits` (xent's own).  CPU tensors only (others raise
-NotImplementedError, as an operator without a kernel for their device).
+:func:`kl_div_with_logits` (xent's own), and :func:`linear_cross_entropy` /
+:class:`LinearCrossEntropyLoss` (a linear layer's cross-entropy without its
+logits; an ``autograd.Function``, outside the custom-op notes below).  CPU
+tensors only (others raise NotImplementedError, as an operator without a kernel
+for their device).
 
 Autograd
 --------
