@@ -195,7 +195,10 @@ def linear_cross_entropy(
     retained graph, recompute the pass with it (the inputs are kept by
     reference; modifying them in place in between gives wrong gradients).
     Double backward is not supported (RuntimeError).  CPU float32/float64
-    tensors only.
+    tensors only.  Unlike the adapter's other functions this is a plain
+    ``torch.autograd.Function``, not a ``torch.library`` custom op: forward-mode
+    AD, ``torch.func`` transforms and ``torch.compile``/``torch.export``
+    tracing through it are not supported.
 
     Examples
     --------
