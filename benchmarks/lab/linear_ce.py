@@ -3,8 +3,8 @@
 Each (method, shape, environment) runs in a fresh process: the inputs are made
 (hidden ``(N, D)``, weight ``(V, D)``, targets, a fraction of them ignored), every
 library is warmed up on a tiny problem, then one forward + backward gives the peak
-extra memory (``ru_maxrss`` after the step minus before it: gradients, logits and
-every temporary) and further steps give the time (median).
+extra memory (``ru_maxrss`` after the step minus the resident set before it: gradients,
+logits and every temporary) and further steps give the time (median).
 
 Methods: ``eager`` (``F.cross_entropy(F.linear(h, W), t)`` + backward), ``compile``
 (the same under ``torch.compile``), ``torch_chunked`` (PyTorch's own
@@ -14,6 +14,8 @@ Methods: ``eager`` (``F.cross_entropy(F.linear(h, W), t)`` + backward), ``compil
 
     python -m benchmarks.lab.linear_ce                        # the issue's shapes
     python -m benchmarks.lab.linear_ce --shapes 1024x256x8000 --methods eager,xent_numpy
+    MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 \\
+        python -m benchmarks.lab.linear_ce --interleave 5   # time ratios, one process
 """
 
 from __future__ import annotations
@@ -116,6 +118,39 @@ def child(method, n, d, v, ignored, chunk, repeats, seed=0):
                           times=[round(x, 3) for x in times])))
 
 
+def interleaved(methods, n, d, v, ignored, chunk, rounds, seed=0):
+    """Time every method in one process, one step each per round (load drift hits all alike).
+
+    Prints per method the median time and the median over rounds of its ratio to
+    the first method's time in the same round.
+    """
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(n, d, generator=g)
+    w = torch.randn(v, d, generator=g).div_(d ** 0.5)
+    t = torch.randint(0, v, (n,), generator=g)
+    if ignored:
+        t[torch.rand(n, generator=g) < ignored] = -100
+    steps = {m: _step_fn(m, h, w, t, chunk) for m in methods}
+    for m in methods:  # warm-up (and compilation)
+        steps[m]()
+    times = {m: [] for m in methods}
+    for _ in range(rounds):
+        for m in methods:
+            t0 = time.perf_counter()
+            steps[m]()
+            times[m].append(time.perf_counter() - t0)
+    base = methods[0]
+    for m in methods:
+        ratios = [a / b for a, b in zip(times[m], times[base])]
+        print(json.dumps(dict(method=m, n=n, d=d, v=v, ignored=ignored, rounds=rounds,
+                              median_s=round(statistics.median(times[m]), 3),
+                              times=[round(x, 3) for x in times[m]],
+                              median_ratio_vs_first=round(statistics.median(ratios), 3),
+                              malloc="tuned" if os.environ.get("MALLOC_MMAP_MAX_") == "0"
+                              else "default")), flush=True)
+
+
 def run(method, shape, ignored, chunk, repeats, tuned):
     n, d, v = shape
     env = {k: val for k, val in os.environ.items() if k not in TUNED_ENV}
@@ -142,7 +177,17 @@ def main(argv=None):
     p.add_argument("--chunk", type=int, default=0, help="rows per chunk (0: xent's default)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--malloc", default="tuned,default", help="glibc malloc settings to run")
+    p.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
+                   help="time only: all methods in this process, ROUNDS interleaved rounds "
+                        "(run it under the malloc environment wanted)")
     a = p.parse_args(argv)
+    if a.interleave:
+        for shape in a.shapes.split(","):
+            n, d, v = map(int, shape.split("x"))
+            for ignored in map(float, a.ignored.split(",")):
+                interleaved(a.methods.split(","), n, d, v, ignored, a.chunk or None,
+                            a.interleave)
+        return
     if a.child:
         method, shape, ignored, chunk, repeats = a.child
         n, d, v = map(int, shape.split("x"))

@@ -36,7 +36,7 @@ __all__ = ["linear_cross_entropy", "linear_cross_entropy_and_grad", "linear_toke
 #: Bytes of logits one chunk may hold by default (one reused buffer).
 CHUNK_BYTES = 64 << 20
 #: Bytes of the temporary through which NumPy adds a chunk's grad_weight product.
-_ACC_TILE_BYTES = 16 << 20
+_ACC_TILE_BYTES = 4 << 20
 
 
 def default_chunk_rows(n_classes: int, itemsize: int, n_rows: int) -> int:
