@@ -79,7 +79,7 @@ def _step_fn(method, h, w, t, chunk):
         hp.grad = wp.grad = None
         loss = loss_fn(hp, wp)
         loss.backward()
-        return float(loss)
+        return float(loss.detach())
     del np
     return step
 
@@ -100,7 +100,10 @@ def child(method, n, d, v, ignored, chunk, repeats, seed=0):
     a = np.ones((2048, 2048), np.float32)
     np.matmul(a, a)
     torch.mm(torch.from_numpy(a), torch.from_numpy(a))
-    del a
+    a, b = np.ones((512, 32000), np.float32), np.ones((512, 256), np.float32)
+    np.matmul(a.T, b)  # OpenBLAS keeps ~29 MB more for products with a transposed operand
+    torch.mm(torch.from_numpy(a).t(), torch.from_numpy(b))
+    del a, b
     small = _step_fn(method, h[:8, :16].contiguous(), w[:32, :16].contiguous(),
                      t[:8].clamp(max=31), None)
     small()
