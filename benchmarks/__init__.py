@@ -1,4 +1,4 @@
-"""xent's benchmark harness: one set of cases, providers and NumPy references.
+"""xent's benchmark harness: one set of cases, providers and one NumPy reference.
 
 ``python -m xent bench`` (from a source checkout) runs :mod:`benchmarks.run`;
 ``pytest benchmarks`` runs the pytest-benchmark suite on the same cases and

@@ -15,7 +15,7 @@ import pytest
 
 from .cases import make_data
 from .checks import expected
-from .harness import prepare
+from .harness import describe, prepare
 from .providers import ProviderSkip
 
 ROUNDS = 7
@@ -32,7 +32,7 @@ def bench_case(benchmark, case, provider):
         pytest.skip(f"{provider.name}: {exc}")
     call = ready.call
     benchmark.group = case.id
-    benchmark.extra_info.update(provider=provider.name, what=call.what, n_rows=case.n_rows,
+    benchmark.extra_info.update(provider=provider.name, what=describe(call), n_rows=case.n_rows,
                                 n_cols=case.n_cols, dtype=case.dtype,
                                 n_threads=case.n_threads, compile_ms=ready.compile_ms)
     rounds = 1 if getattr(benchmark, "disabled", False) else ROUNDS

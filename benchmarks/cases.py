@@ -6,9 +6,21 @@
 ``full``
     the shapes of real workloads (4096x32000, 1024x128256, ...);
 ``quick``
-    smaller shapes and a few second shapes dropped (under a minute in all);
+    smaller shapes and a few second shapes dropped (about a minute without the
+    rivals, two to three with them);
 ``tiny``
-    the quick rows at tiny shapes (seconds; tests and the CI smoke run).
+    the quick rows at tiny shapes (seconds; tests and the CI smoke run);
+``rivals``
+    issue 17's rows (fused, loss, logsumexp, few classes, latency) at the full
+    shapes, float32 and float64, 2 and 1 threads, every one timed with the
+    rivals too (tens of minutes).
+
+The rival providers (torch.compile, JAX: seconds of compilation per row) time
+only the rows whose ``Case.rivals`` is set: every row of ``full`` and
+``rivals``; seven rows of ``quick`` (fused, loss and logsumexp 1024x32000,
+fused 256x128256, fused float64, latency 8x128256, fused on one thread); none
+of ``tiny`` (the tests and CI's smoke run would pay torch.compile's start-up,
+10-20 s per process).
 
 Inputs come from ``make_data(case)``: deterministic, built outside any timed
 region, logits ~ N(0, 3^2) tiled from a fixed pool (fast even at 500 MB).
@@ -16,13 +28,14 @@ region, logits ~ N(0, 3^2) tiled from a fixed pool (fast even at 500 MB).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from .reference import IGNORE_INDEX
 
-SCALES = ("full", "quick", "tiny")
+SCALES = ("full", "quick", "tiny", "rivals")
 TOP_K = 20
 #: Threads per library in every row but the ``t1`` rows.
 THREADS = 2
@@ -67,6 +80,7 @@ class Case:
     dtype: str
     n_threads: int = THREADS
     options: str = ""  # a key of OPTIONS
+    rivals: bool = True  # timed by the rival providers too (torch.compile, JAX)
 
     @property
     def key(self) -> str:
@@ -175,41 +189,73 @@ def build_cases(scale: str) -> list:
     """Every case of a scale, in table order (see the module docstring)."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, not {scale!r}")
+    if scale == "rivals":
+        return _rival_cases()
     big = _shape(scale, (4096, 32000), (1024, 32000))
     vocab = _shape(scale, (1024, 128256), (256, 128256))
     mid = _shape(scale, (32768, 1000), (8192, 1000))
     few = _shape(scale, (262144, 10), (65536, 10))
     full = scale == "full"
     f32, f64 = "float32", "float64"
+    # (in this scale, rivals in quick, case); the rivals time every row of full
     rows = [
-        (True, Case("fused", big, f32)),
-        (True, Case("fused", vocab, f32)),
-        (True, Case("loss", big, f32)),
-        (full, Case("loss", vocab, f32)),
-        (True, Case("logsumexp", big, f32)),
-        (full, Case("logsumexp", vocab, f32)),
-        (True, Case("fused", mid, f32)),
-        (True, Case("fused", mid, f64)),
-        (True, Case("fused", big, f32, options="all")),
-        (full, Case("fused", big, f32, options="ls")),
-        (full, Case("fused", big, f32, options="weight")),
-        (full, Case("fused", big, f32, options="ignore")),
-        (True, Case("fused", few, f32)),
-        (True, Case("loss", few, f32)),
-        (True, Case("logsumexp", few, f32)),
-        (True, Case("latency", _shape(scale, (1, 32000)), f32)),
-        (True, Case("latency", _shape(scale, (8, 128256)), f32)),
-        (True, Case("fused", big, f32, n_threads=1)),
-        (full, Case("loss", big, f32, n_threads=1)),
-        (full, Case("logsumexp", big, f32, n_threads=1)),
-        (True, Case("softmax", big, f32)),
-        (True, Case("log_softmax", big, f32)),
-        (True, Case("token_scores", _shape(scale, (8, 128256)), f32)),
-        (full, Case("token_scores", _shape(scale, (64, 32000)), f32)),
-        (True, Case("token_scores", _shape(scale, (1, 128256)), f32)),
-        (True, Case("adapter", big, f32)),
+        (True, True, Case("fused", big, f32)),
+        (True, True, Case("fused", vocab, f32)),
+        (True, True, Case("loss", big, f32)),
+        (full, False, Case("loss", vocab, f32)),
+        (True, True, Case("logsumexp", big, f32)),
+        (full, False, Case("logsumexp", vocab, f32)),
+        (True, False, Case("fused", mid, f32)),
+        (True, True, Case("fused", mid, f64)),
+        (True, False, Case("fused", big, f32, options="all")),
+        (full, False, Case("fused", big, f32, options="ls")),
+        (full, False, Case("fused", big, f32, options="weight")),
+        (full, False, Case("fused", big, f32, options="ignore")),
+        (True, False, Case("fused", few, f32)),
+        (True, False, Case("loss", few, f32)),
+        (True, False, Case("logsumexp", few, f32)),
+        (True, False, Case("latency", _shape(scale, (1, 32000)), f32)),
+        (True, True, Case("latency", _shape(scale, (8, 128256)), f32)),
+        (True, True, Case("fused", big, f32, n_threads=1)),
+        (full, False, Case("loss", big, f32, n_threads=1)),
+        (full, False, Case("logsumexp", big, f32, n_threads=1)),
+        (True, False, Case("softmax", big, f32)),
+        (True, False, Case("log_softmax", big, f32)),
+        (True, False, Case("token_scores", _shape(scale, (8, 128256)), f32)),
+        (full, False, Case("token_scores", _shape(scale, (64, 32000)), f32)),
+        (True, False, Case("token_scores", _shape(scale, (1, 128256)), f32)),
+        (True, False, Case("adapter", big, f32)),
     ]
-    return [case for keep, case in rows if keep]
+    return [dataclasses.replace(case, rivals=full or (scale == "quick" and quick_rival))
+            for keep, quick_rival, case in rows if keep]
+
+
+#: Issue 17's rows: (op, shape) at full size; the ``rivals`` scale times each in float32
+#: and float64 with 2 and 1 threads.
+RIVAL_ROWS = (
+    ("fused", (4096, 32000)),
+    ("fused", (1024, 128256)),
+    ("loss", (4096, 32000)),
+    ("loss", (1024, 128256)),
+    ("loss", (32768, 1000)),
+    ("logsumexp", (4096, 32000)),
+    ("fused", (262144, 10)),
+    ("loss", (262144, 10)),
+    ("latency", (8, 128256)),
+)
+
+
+def _rival_cases() -> list:
+    return [Case(op, shape, dtype, n_threads=n) for n in (THREADS, 1)
+            for dtype in ("float32", "float64") for op, shape in RIVAL_ROWS]
+
+
+def with_threads(cases: list, counts: tuple | None) -> list:
+    """`cases` at each thread count of `counts` (each case's own count when None), deduplicated."""
+    if not counts:
+        return cases
+    moved = [dataclasses.replace(c, n_threads=n) for c in cases for n in counts]
+    return list({c.id: c for c in moved}.values())
 
 
 def select(cases: list, only: str | None) -> list:

@@ -2,13 +2,14 @@
 
 A provider turns what its timed call returned into a dict of NumPy values
 (the op's ``OUTPUTS`` keys); ``expected(case, data)`` computes the same keys
-with the float64 NumPy references of ``reference.py``, and ``compare`` returns
+with the float64 oracles of ``reference.py``, and ``compare`` returns
 a message when they disagree.  Row-wise outputs are checked on a sample of at
 most ``SAMPLE_ROWS`` rows, in float64 (the check must stay cheap next to
-500 MB inputs).  The mean loss depends on every row: it is computed over all
-rows in chunks, in the input dtype (a float64 copy of every row would cost
-more than the timed calls; NumPy's pairwise sums keep float32 within about
-1e-6, far inside the tolerance) and summed in float64.
+500 MB inputs).  The mean loss depends on every row: it is summed over all
+rows in chunks, in the input dtype, by the ``numpy`` provider's
+``cross_entropy_terms`` (checked against the oracle by the tests; a float64 oracle
+over every row would cost more than the timed calls; NumPy's pairwise sums keep
+float32 within about 1e-6, far inside the tolerance) and summed in float64.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import reference
+from . import numpy_ops, reference
 from .cases import TOP_K, Case, Data
 
 #: The outputs each op must return for the check (row-wise arrays, or the scalar "loss").
@@ -61,7 +62,7 @@ def _mean_ce_terms(data: Data) -> tuple:
     total = denom = 0.0
     for i in range(0, data.x.shape[0], step):
         rows = slice(i, i + step)
-        loss, w_row = reference.cross_entropy_terms(data.x[rows], data.t[rows], **opts)
+        loss, w_row = numpy_ops.cross_entropy_terms(data.x[rows], data.t[rows], **opts)
         total += float(loss.sum(dtype=np.float64))
         denom += float(w_row.sum(dtype=np.float64))
     return total / denom, denom
@@ -75,10 +76,11 @@ def expected(case: Case, data: Data) -> Expected:
         loss, denom = _mean_ce_terms(data)
         values = {"loss": loss}
         if case.op != "loss":
-            opts = {"weight": _f64(data.weight), "label_smoothing": data.label_smoothing}
-            values["grad"] = reference.cross_entropy_grad(x, t, denom, **opts)
+            sampled = reference.rows("cross_entropy", x, t, weight=_f64(data.weight),
+                                     label_smoothing=data.label_smoothing)
+            values["grad"] = sampled.grad / denom
     elif case.op == "token_scores":
-        values = reference.token_scores(x, t, TOP_K)
+        values = reference.token_scores(x, t, top_k=TOP_K)._asdict()
     else:
         values = {case.op: getattr(reference, case.op)(x)}
     return Expected(rows, values)

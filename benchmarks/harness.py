@@ -67,13 +67,18 @@ def prepare(provider: Provider, case: Case, data: Data, exp: Expected | None) ->
     return Prepared(call, compile_ms, checked_s)
 
 
+def describe(call: Call) -> str:
+    """The call as the results record it: what was timed, and how it ran in brackets."""
+    return f"{call.what} [{call.note}]" if call.note else call.what
+
+
 def run_case(case: Case, providers: list, st: Settings, checked: bool = True) -> dict:
     """Measure `case` with every provider that handles it.
 
     Returns ``{"id", "timings": {name: Timing dict}, "compile_ms": {name: ms},
-    "what": {name: call}, "kind": {name: kind}, "skipped": [{"provider", "reason"}]}``.  A provider
-    that raises or fails its check is skipped with the reason; the others are
-    still timed.
+    "what": {name: call [note]}, "kind": {name: kind}, "skipped": [{"provider", "reason"}]}``.
+    A provider that raises or fails its check is skipped with the reason; the
+    others are still timed.
     """
     data = make_data(case)
     exp = expected(case, data) if checked else None
@@ -93,7 +98,7 @@ def run_case(case: Case, providers: list, st: Settings, checked: bool = True) ->
         "id": case.id,
         "timings": {n: asdict(t) for n, t in timings.items()},
         "compile_ms": {n: r.compile_ms for n, r in ready.items() if r.compile_ms is not None},
-        "what": {n: r.call.what for n, r in ready.items()},
+        "what": {n: describe(r.call) for n, r in ready.items()},
         "kind": {p.name: p.kind for p in providers if p.name in ready},
         "skipped": skipped,
     }

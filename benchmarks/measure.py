@@ -49,6 +49,7 @@ SETTINGS = {
     "quick": Settings(3, 15, 0.3, 3.0, 0.02, 0.002, 500, 8, 4.0),
     "tiny": Settings(1, 2, 0.0, 1.0, 0.001, 0.0, 1, 1, 0.0),
 }
+SETTINGS["rivals"] = SETTINGS["full"]
 #: Two warm-up calls agree when the slower is within this factor of the faster.
 SETTLE_RATIO = 1.25
 

@@ -18,13 +18,12 @@ this order and outside every timed region:
    provider whose outputs differ is not timed;
 7. the timed repeats: ``restore()`` (untimed) before every ``run()``.
 
-Other modules plug in by defining ``PROVIDERS = [...]`` (instances) and being
-listed in ``PLUGINS``; a plugin that fails to import becomes a notice.
+A new provider is a subclass added to ``all_providers``; the rivals
+(torch.compile and JAX) are in ``rivals.py``.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,11 +31,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import reference
+from . import numpy_ops
 from .cases import TOP_K, Case, Data
 
-#: Modules of this package that may add providers (``benchmarks/rivals.py``).
-PLUGINS = ("rivals",)
 CE_OPS = ("fused", "latency", "loss", "adapter")
 
 
@@ -53,6 +50,7 @@ class Call:
     compile: Callable[[], Any] | None = None  # untimed, once first; reported as compile_ms
     outputs: Callable[[Any], dict] | None = None  # run()'s result -> checks.OUTPUTS keys
     what: str = ""  # the call, as recorded in the results
+    note: str = ""  # how it ran (thread pool, compile cache), set by prepare or compile
 
 
 class Provider:
@@ -61,9 +59,24 @@ class Provider:
     name = ""
     kind = "impl"  # "impl" (checked against the reference) or "yardstick"
     malloc_sensitive = False  # also timed in the default malloc environment pass
+    requires: tuple = ()  # top-level modules it imports (absent: skipped with a note)
+    install_hint = ""  # how to get them
+    #: Times only the cases whose ``Case.rivals`` is set (seconds of compilation per case).
+    rival = False
+    #: Its library's thread count is fixed when the library starts: the runner
+    #: times each thread count in its own worker process.
+    fixed_threads = False
+    about = ""  # a note on how it is run, printed when it has timed rows
+
+    def installed(self) -> bool:
+        """Whether every module of ``requires`` can be found (without importing it)."""
+        return all(importlib.util.find_spec(m) is not None for m in self.requires)
 
     def unavailable(self) -> str | None:
         """A note when the provider cannot run in this process, else None."""
+        for module in self.requires:
+            if importlib.util.find_spec(module) is None:
+                return f"{module} is not installed ({self.install_hint})"
         return None
 
     def handles(self, case: Case) -> bool:
@@ -168,16 +181,17 @@ class TorchProvider(Provider):
 
     name = "torch"
     malloc_sensitive = True
-
-    def unavailable(self):
-        if importlib.util.find_spec("torch") is None:
-            return "torch is not installed (pip install torch==2.13.0)"
-        return None
+    requires = ("torch",)
+    install_hint = "pip install torch==2.13.0"
 
     def set_threads(self, n):
         import torch
 
         torch.set_num_threads(n)
+
+    def wrap(self, fn: Callable) -> Callable:
+        """The function to time for a loss or ``torch.<op>``: `fn` itself (eager)."""
+        return fn
 
     def prepare(self, case, data):
         import torch
@@ -188,22 +202,24 @@ class TorchProvider(Provider):
         if data.weight is not None:
             kw["weight"] = torch.from_numpy(data.weight)
         if case.op in ("fused", "latency"):
-            return _torch_backward_call(lambda a, b: F.cross_entropy(a, b, **kw),
+            return _torch_backward_call(self.wrap(lambda a, b: F.cross_entropy(a, b, **kw)),
                                         xt.requires_grad_(), tt,
                                         "F.cross_entropy(x, t).backward()")
         if case.op == "adapter":
             return _torch_backward_call(torch.nn.CrossEntropyLoss(), xt.requires_grad_(), tt,
                                         "nn.CrossEntropyLoss()(x, t).backward()")
         if case.op == "loss":
-            return Call(lambda: F.cross_entropy(xt, tt, **kw),
-                        outputs=lambda r: {"loss": r.item()}, what="F.cross_entropy(x, t)")
+            loss = self.wrap(lambda a, b: F.cross_entropy(a, b, **kw))
+            return Call(lambda: loss(xt, tt), outputs=lambda r: {"loss": r.item()},
+                        what="F.cross_entropy(x, t)")
         if case.op == "token_scores":
             tc = tt[:, None]
             return Call(lambda: _torch_token_scores(torch, xt, tc),
                         outputs=lambda r: {k: v.numpy() for k, v in r.items()},
                         what="log_softmax+gather+topk+entropy+rank")
-        fn = getattr(torch, case.op)
-        return Call(lambda: fn(xt, -1), outputs=lambda r: {case.op: r.numpy()},
+        op = getattr(torch, case.op)
+        fn = self.wrap(lambda a: op(a, -1))
+        return Call(lambda: fn(xt), outputs=lambda r: {case.op: r.numpy()},
                     what=f"torch.{case.op}(x, -1)")
 
 
@@ -211,7 +227,7 @@ class TorchProvider(Provider):
 
 
 class NumpyProvider(Provider):
-    """``reference.py`` in the input dtype (NumPy: one thread whatever the case says).
+    """``numpy_ops.py``, in the input dtype (NumPy: one thread whatever the case says).
 
     Cross-entropy only for a few classes (at most ``MAX_CE_COLS``), where it
     is a meaningful yardstick; its large-vocabulary runs would only add
@@ -230,13 +246,13 @@ class NumpyProvider(Provider):
         x, t, opts = data.x, data.t, data.ce_options()
         if case.op == "fused":
             grad = np.empty_like(x)
-            return Call(lambda: reference.cross_entropy_and_grad(x, t, out=grad, **opts),
-                        outputs=_ce_outputs, what="reference.cross_entropy_and_grad")
+            return Call(lambda: numpy_ops.cross_entropy_and_grad(x, t, out=grad, **opts),
+                        outputs=_ce_outputs, what="numpy_ops.cross_entropy_and_grad")
         if case.op == "loss":
-            return Call(lambda: reference.cross_entropy(x, t, **opts),
-                        outputs=lambda r: {"loss": float(r)}, what="reference.cross_entropy")
-        fn = getattr(reference, case.op)
-        return Call(lambda: fn(x), outputs=lambda r: {case.op: r}, what=f"reference.{case.op}")
+            return Call(lambda: numpy_ops.cross_entropy(x, t, **opts),
+                        outputs=lambda r: {"loss": float(r)}, what="numpy_ops.cross_entropy")
+        fn = getattr(numpy_ops, case.op)
+        return Call(lambda: fn(x), outputs=lambda r: {case.op: r}, what=f"numpy_ops.{case.op}")
 
 
 # --------------------------------------------------------------------------- yardsticks
@@ -283,21 +299,9 @@ class ReadYardstick(Provider):
 # --------------------------------------------------------------------------- registry
 
 
-def _plugin_providers(notices: list) -> list:
-    found = []
-    for name in PLUGINS:
-        module = f"{__package__}.{name}"
-        if importlib.util.find_spec(module) is None:
-            continue
-        try:
-            found += list(importlib.import_module(module).PROVIDERS)
-        except Exception as exc:  # a broken plugin must not stop the benchmark
-            notices.append(f"{module} not loaded: {type(exc).__name__}: {exc}")
-    return found
+def all_providers() -> list:
+    """Every provider, in column order: xent, torch, numpy, the rivals, then the yardsticks."""
+    from .rivals import JaxProvider, TorchCompileProvider  # rivals.py imports this module
 
-
-def all_providers(notices: list | None = None) -> list:
-    """Every provider, in column order: xent, torch, numpy, plugins, then the yardsticks."""
-    notices = [] if notices is None else notices
-    return [XentProvider(), TorchProvider(), NumpyProvider(), *_plugin_providers(notices),
-            CopyYardstick(), ReadYardstick()]
+    return [XentProvider(), TorchProvider(), NumpyProvider(), TorchCompileProvider(),
+            JaxProvider(), CopyYardstick(), ReadYardstick()]

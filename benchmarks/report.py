@@ -5,10 +5,12 @@ Usage::
     python benchmarks/report.py results.json [more.json|more.csv ...] [--format md|text]
 
 One line per case (and per run, when several files are given): the median of
-every provider, xent's speedup over each of them (their time / xent's), and
-xent's time over the copy and read-pass yardsticks (``xent/copy``,
-``xent/read``: 1.0 means as fast as one pass over the logits).  Providers
-timed again in the default malloc environment get a ``(def)`` column.
+every provider, xent's speedup over each of them (their time / xent's) and over
+the fastest rival (``vs best``: torch, torch.compile, jax), and xent's time over
+the copy and read-pass yardsticks (``xent/copy``, ``xent/read``: 1.0 means as
+fast as one pass over the logits).  Providers timed again in the default malloc
+environment get a ``(def)`` column.  A second table lists the compile times
+(torch.compile, JAX), which are excluded from the medians.
 
 Standalone (standard library only) so that it runs as a plain script.
 """
@@ -21,6 +23,8 @@ import json
 import sys
 
 YARDSTICKS = ("copy", "read")
+#: ``vs best`` is xent's speedup over the fastest of these (issue 17's rivals).
+RIVALS = ("torch", "torch.compile", "jax")
 SCHEMA_VERSION = 2  # the results this script reads (schema.py)
 _NUMERIC = ("n_rows", "n_cols", "n_threads", "median_ms", "p20_ms", "p80_ms", "min_ms",
             "compile_ms", "xent_speedup", "time_vs_copy", "time_vs_read", "gbps")
@@ -73,10 +77,17 @@ def _groups(rows: list) -> list:
 
 
 def _columns(groups: list) -> list:
+    """xent, the rivals (each with its default-env column), NumPy, others, the yardsticks."""
     seen: dict = {}
     for g in groups:
         seen.update(dict.fromkeys(g))
-    impls = [c for c in seen if c not in YARDSTICKS]
+    order = ("xent", *RIVALS, "numpy")
+
+    def rank(col: str) -> tuple:
+        base = col.removesuffix("(def)")
+        return (order.index(base) if base in order else len(order), col != base)
+
+    impls = sorted((c for c in seen if c not in YARDSTICKS), key=rank)  # stable: others as seen
     return impls + [c for c in YARDSTICKS if c in seen]
 
 
@@ -102,29 +113,82 @@ def table(rows: list) -> tuple:
     """(header, lines of cells): the pivoted table of `rows`."""
     cols, cases = pivot(rows)
     others = [c for c in cols if c != "xent" and c not in YARDSTICKS]
-    head = ["op", "shape", "dtype", "thr", "simd"] + [f"{c} ms" for c in cols]
-    head += [f"vs {c}" for c in others] + [f"xent/{y}" for y in YARDSTICKS]
+    rivals = [c for c in RIVALS if c in cols]
+    head = _case_head() + ["simd"] + [f"{c} ms" for c in cols]
+    head += [f"vs {c}" for c in others] + (["vs best"] if rivals else [])
+    head += [f"xent/{y}" for y in YARDSTICKS]
     body = []
     for first, ms in cases:
-        line = [first["label"], f"{int(first['n_rows'])}x{int(first['n_cols'])}",
-                first["dtype"], str(int(first["n_threads"])), str(first["simd"])]
+        line = _case_cells(first) + [str(first["simd"])]
         line += [_fmt(ms.get(c)) for c in cols]
         line += [_fmt(ratio(ms.get(c), ms.get("xent")), ".2f", "x") for c in others]
+        if rivals:
+            best = min((ms[c] for c in rivals if c in ms), default=None)
+            line.append(_fmt(ratio(best, ms.get("xent")), ".2f", "x"))
         line += [_fmt(ratio(ms.get("xent"), ms.get(y)), ".2f") for y in YARDSTICKS]
         body.append(line)
     return head, body
 
 
-def markdown(rows: list) -> str:
-    """The table as GitHub Markdown."""
-    head, body = table(rows)
+def _case_head() -> list:
+    return ["op", "shape", "dtype", "thr"]
+
+
+def _case_cells(row: dict) -> list:
+    return [row["label"], f"{int(row['n_rows'])}x{int(row['n_cols'])}", row["dtype"],
+            str(int(row["n_threads"]))]
+
+
+def _note(what: str) -> str:
+    """The bracketed note at the end of a row's ``what`` (how the call ran), or ""."""
+    _, sep, tail = what.rpartition(" [")
+    return tail[:-1] if sep and tail.endswith("]") else ""
+
+
+def compile_table(rows: list) -> tuple:
+    """(header, lines of cells): seconds of every compile step, with its note; () if none."""
+    timed = [r for r in rows if r.get("compile_ms") is not None]
+    if not timed:
+        return ()
+    cols = list(dict.fromkeys(r["provider"] for r in timed))
+    cases: dict = {}
+    for r in timed:
+        cases.setdefault((r["timestamp"], r["case_id"]), {})[r["provider"]] = r
+    body = []
+    for group in cases.values():
+        first = next(iter(group.values()))
+        line = _case_cells(first)
+        for c in cols:
+            r = group.get(c)
+            note = _note(r.get("what") or "") if r else ""
+            cell = _fmt(r["compile_ms"] / 1e3, ".2f") if r else "-"
+            line.append(f"{cell} ({note})" if note else cell)
+        body.append(line)
+    return _case_head() + [f"{c} compile s" for c in cols], body
+
+
+def _markdown(head: list, body: list) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     return "\n".join(lines + ["| " + " | ".join(b) + " |" for b in body])
 
 
+def markdown(rows: list) -> str:
+    """The table as GitHub Markdown."""
+    return _markdown(*table(rows))
+
+
 def text(rows: list) -> str:
     """The table as fixed-width text (the runner prints this)."""
-    head, body = table(rows)
+    return _text(*table(rows))
+
+
+def compile_text(rows: list) -> str:
+    """The compile table as fixed-width text, or "" when nothing was compiled."""
+    found = compile_table(rows)
+    return _text(*found) if found else ""
+
+
+def _text(head: list, body: list) -> str:
     width = [max(len(c) for c in col) for col in zip(head, *body)]
     left = 3  # op, shape and dtype are left-aligned; numbers to the right
 
@@ -143,6 +207,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     rows = load(args.results)
     print(markdown(rows) if args.format == "md" else text(rows))
+    compiled = compile_table(rows)
+    if compiled:
+        print("\nCompile time (s), excluded from the medians:\n")
+        print(_markdown(*compiled) if args.format == "md" else _text(*compiled))
     return 0
 
 

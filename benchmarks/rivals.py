@@ -1,217 +1,219 @@
-"""Rival providers for the benchmarks: torch eager, torch.compile (Inductor CPU), JAX jit.
+"""The rival providers: torch.compile (Inductor CPU) and JAX (``jax.jit`` of optax's loss).
 
-Each provider builds, for one operation on given NumPy logits and targets, a
-:class:`Prepared` call with the same discipline as ``python -m xent bench``:
+Both are ordinary providers of the harness (``providers.py``), timed with the
+same discipline as the others, with three differences:
 
-* arrays are converted outside the timed region (``torch.from_numpy``, zero-copy;
-  ``jax.device_put``, a copy made once);
-* compilation is done when the call is prepared (torch.compile: the first call,
-  forward and backward; JAX: ``jit(...).lower(...).compile()``), timed, and
-  reported in ``compile_s``; it is never part of a timed call;
-* :func:`check` compares a rival's outputs with xent's before anything is timed.
+* **Compilation is a separate step.** ``Call.compile`` compiles (torch.compile:
+  the first call, forward and backward; JAX: ``jit(...).lower(...).compile()``),
+  timed once, reported as ``compile_ms`` and never part of a timed call.
+* **Some rows only.** Seconds of compilation per case: they time the cases
+  whose ``Case.rivals`` is set (every row of ``full`` and ``rivals``, seven of
+  ``quick``, none of ``tiny``; see ``cases.py``).
+* **Threads.** torch.compile follows ``torch.set_num_threads``, but Inductor
+  bakes the count into the code it generates and dynamo's guards do not check
+  it: every case gets a fresh compile (``torch._dynamo.reset()``; Inductor's
+  on-disk cache, keyed by the thread count too, makes a repeated compile
+  cheap). XLA sizes its CPU thread pool once, when JAX's client starts
+  (``PJRT_NPROC``): the first ``set_threads`` of a process fixes it, the
+  runner times each thread count in its own worker process, and a case with
+  another count in the same process is skipped with a note.
 
-Operations (``op``): ``"fused"`` (mean cross-entropy and its gradient w.r.t. the
-logits), ``"loss"`` (mean cross-entropy, forward only) and ``"logsumexp"`` (over
-the last axis).  The JAX losses are optax's
-(``optax.softmax_cross_entropy_with_integer_labels``), jitted, with
-``jax.value_and_grad`` for the fused case; ``jax.nn.logsumexp`` for logsumexp.
-Missing packages are reported by :func:`unavailable` (a reason string), and the
-callers skip that rival with the note.
-
-Threads: torch eager and torch.compile follow ``torch.set_num_threads`` (set by
-:func:`prepare`; Inductor bakes the count into the code it compiles, so prepare
-after setting it).  XLA's CPU thread count is fixed at import: set
-:func:`jax_env` in the environment of the process before JAX is imported (the
-table script runs one worker process per thread count for that reason).
+Missing packages make ``unavailable()`` return a note (``pip install -e
+'.[rivals]'``) and the run goes on without the column.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import time
-from dataclasses import dataclass
-from typing import Any, Callable
+import os
 
 import numpy as np
 
-RIVALS = ("torch", "torch.compile", "jax")
-OPS = ("fused", "loss", "logsumexp")
+from .providers import Call, Provider, ProviderSkip, TorchProvider, _ce_outputs
+
+INSTALL_HINT = "pip install -e '.[rivals]'"
+#: Ops the rivals compute (optax has no token_scores; the adapter is xent's own module).
+RIVAL_OPS = ("fused", "latency", "loss", "logsumexp", "softmax", "log_softmax")
 
 
-@dataclass
-class Prepared:
-    """A rival's timed call and what it took to get there."""
-
-    run: Callable[[], Any]  # the timed call; returns outputs for check()
-    compile_s: float  # compilation time (0 for eager), excluded from every timing
-    what: str  # the call, for the table's notes
-    setup: Callable[[], Any] | None = None  # untimed step before each call
+# --------------------------------------------------------------------------- torch.compile
 
 
-def unavailable(rival: str) -> str | None:
-    """Why `rival` cannot run here (None when it can)."""
-    need = {"torch": ("torch",), "torch.compile": ("torch",), "jax": ("jax", "optax")}[rival]
-    for mod in need:
-        if importlib.util.find_spec(mod) is None:
-            return f"{mod} is not installed (pip install -e '.[rivals]')"
-    if rival == "torch.compile":
+class TorchCompileProvider(TorchProvider):
+    """``torch.compile(fn, dynamic=False)`` of the torch provider's calls (Inductor, CPU)."""
+
+    name = "torch.compile"
+    malloc_sensitive = False  # timed in the tuned pass only: a second compile per case
+    install_hint = INSTALL_HINT
+    rival = True
+    about = ("Inductor CPU, dynamic=False, compiled once per case (the first call, forward "
+             "and backward) with Inductor's on-disk cache as configured; timed under the "
+             "tuned malloc only")
+
+    def unavailable(self):
+        why = super().unavailable()
+        if why is None:
+            import torch
+
+            if not hasattr(torch, "compile"):
+                why = f"torch {torch.__version__} has no torch.compile"
+        return why
+
+    def handles(self, case):
+        return case.rivals and case.op in RIVAL_OPS
+
+    def wrap(self, fn):
         import torch
 
-        if not hasattr(torch, "compile"):
-            return "this torch has no torch.compile"
-    return None
+        return torch.compile(fn, dynamic=False)
+
+    def prepare(self, case, data):
+        import torch
+        from torch._dynamo.utils import counters
+
+        torch._dynamo.reset()  # see the module docstring: one compile per case
+        call = super().prepare(case, data)
+        call.what = f"torch.compile: {call.what}"
+        before = _cache_counts(counters)
+
+        def compile_first_call():
+            out = call.run()
+            hits, misses = (n - m for n, m in zip(_cache_counts(counters), before))
+            warm = hits and not misses
+            call.note = "warm: from the on-disk cache" if warm else "cold: Inductor generated code"
+            return out
+
+        call.compile = compile_first_call
+        return call
 
 
-def jax_env(threads: int) -> dict:
-    """Environment for XLA's CPU backend with `threads` threads (set before JAX is imported).
-
-    One thread: Eigen's thread pool off.  More: XLA's default, every core of the
-    machine (it has no exact count), which is the thread count on a 2-core host.
-    """
-    if threads == 1:
-        return {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
-    return {}
-
-
-# --------------------------------------------------------------------------- torch
-
-
-def _torch_fns(torch, op: str) -> Callable:
-    F = torch.nn.functional
-    if op == "logsumexp":
-        return lambda x: torch.logsumexp(x, -1)
-    return lambda x, t: F.cross_entropy(x, t)
-
-
-def _prepare_torch(op: str, x: np.ndarray, t: np.ndarray, threads: int, compiled: bool) -> Prepared:
-    import torch
-
-    torch.set_num_threads(threads)
-    fn = _torch_fns(torch, op)
-    name = "torch.compile" if compiled else "torch"
-    if compiled:
-        torch._dynamo.reset()  # a fresh compile for this shape and thread count
-        fn = torch.compile(fn, dynamic=False)
-    xt = torch.from_numpy(x)
-    tt = torch.from_numpy(t)
-    if op == "fused":
-        xg = xt.clone().requires_grad_()  # autograd leaf (the NumPy array stays untouched)
-
-        def run():
-            xg.grad = None
-            loss = fn(xg, tt)
-            loss.backward()
-            return float(loss.detach()), xg.grad.numpy()
-
-        what = f"{name}(F.cross_entropy)(x, t).backward()"
-    elif op == "loss":
-
-        def run():
-            with torch.no_grad():
-                return float(fn(xt, tt)), None
-
-        what = f"{name}(F.cross_entropy)(x, t), no_grad"
-    else:
-
-        def run():
-            with torch.no_grad():
-                return fn(xt).numpy(), None
-
-        what = f"{name}(torch.logsumexp)(x, -1)"
-    t0 = time.perf_counter()
-    if compiled:
-        run()  # compiles forward (and backward for "fused")
-    return Prepared(run=run, compile_s=time.perf_counter() - t0 if compiled else 0.0, what=what)
+def _cache_counts(counters) -> tuple:
+    """(hits, Inductor misses) of torch.compile's on-disk caches (AOTAutograd's, Inductor's)."""
+    aot, inductor = counters["aot_autograd"], counters["inductor"]
+    return aot["autograd_cache_hit"] + inductor["fxgraph_cache_hit"], inductor["fxgraph_cache_miss"]
 
 
 # --------------------------------------------------------------------------- JAX
 
 
-def _prepare_jax(op: str, x: np.ndarray, t: np.ndarray) -> Prepared:
+def _pool_size_from_env() -> int:
+    """The size XLA gives its CPU pool (xla::DefaultThreadPoolSize): PJRT_NPROC, NPROC, CPUs."""
+    for var in ("PJRT_NPROC", "NPROC"):
+        try:
+            return max(0, int(os.environ[var]))
+        except (KeyError, ValueError):
+            pass
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def start_xla(n_threads: int) -> int:
+    """Start JAX's CPU backend with `n_threads` pool threads if it has not started; its size.
+
+    XLA reads ``PJRT_NPROC`` when its CPU client is created (JAX's first device
+    use, not its import), so it is set just before.  float64 needs
+    ``jax_enable_x64``; float32 inputs still compute in float32 (checked in
+    ``JaxProvider``).
+    """
     import jax
 
-    if x.dtype == np.float64:
-        jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
+    jax.config.update("jax_enable_x64", True)
+    try:
+        from jax._src.xla_bridge import backends_are_initialized
+    except ImportError:  # another JAX: assume not started yet
+        backends_are_initialized = lambda: False  # noqa: E731
+    if backends_are_initialized():  # started before the harness: its pool is what it is
+        return _pool_size_from_env()
+    os.environ["PJRT_NPROC"] = str(n_threads)
+    jax.config.update("jax_platforms", "cpu")
+    jax.devices()  # creates the client now, with this pool
+    return n_threads
+
+
+def _jax_function(op: str):
+    """(function of the device arrays, its description) for `op`."""
+    import jax
     import optax
 
-    def loss_fn(xx, tt):
-        return optax.softmax_cross_entropy_with_integer_labels(xx, tt).mean()
+    def mean_ce(x, t):
+        return optax.softmax_cross_entropy_with_integer_labels(x, t).mean()
 
-    if op == "fused":
-        f = jax.value_and_grad(loss_fn)
-        what = "jit(value_and_grad(optax.softmax_cross_entropy_with_integer_labels(x, t).mean()))"
-    elif op == "loss":
-        f = loss_fn
-        what = "jit(optax.softmax_cross_entropy_with_integer_labels(x, t).mean())"
-    else:
-        f = lambda xx: jax.nn.logsumexp(xx, axis=-1)  # noqa: E731
-        what = "jit(jax.nn.logsumexp(x, axis=-1))"
-    xj = jax.device_put(x)
-    tj = jax.device_put(t.astype(np.int32 if x.dtype == np.float32 else np.int64))
-    args = (xj,) if op == "logsumexp" else (xj, tj)
-    t0 = time.perf_counter()
-    compiled = jax.jit(f).lower(*args).compile()
-    compile_s = time.perf_counter() - t0
-
-    def run():
-        out = compiled(*args)
-        jax.block_until_ready(out)
-        if op == "fused":
-            return float(out[0]), np.asarray(out[1])
-        if op == "loss":
-            return float(out), None
-        return np.asarray(out), None
-
-    del jnp
-    return Prepared(run=run, compile_s=compile_s, what=what)
-
-
-# --------------------------------------------------------------------------- public
-
-
-def prepare(rival: str, op: str, x: np.ndarray, t: np.ndarray | None, threads: int) -> Prepared:
-    """The rival's call for `op` on logits `x` (2-D, C-contiguous) and targets `t`."""
-    if op not in OPS:
-        raise ValueError(f"op must be one of {OPS}, got {op!r}")
-    reason = unavailable(rival)
-    if reason:
-        raise RuntimeError(f"{rival}: {reason}")
-    if rival == "jax":
-        return _prepare_jax(op, x, t)
-    return _prepare_torch(op, x, t, threads, compiled=rival == "torch.compile")
-
-
-def xent_reference(op: str, x: np.ndarray, t: np.ndarray | None, threads: int):
-    """xent's outputs for `op`, in the shape ``Prepared.run`` returns."""
-    import xent
-
-    if op == "fused":
-        loss, grad = xent.cross_entropy_and_grad(x, t, num_threads=threads)
-        return float(loss), grad
+    ce = "mean(optax.softmax_cross_entropy_with_integer_labels(x, t))"
+    if op in ("fused", "latency"):
+        return jax.value_and_grad(mean_ce), f"jit(value_and_grad({ce}))"
     if op == "loss":
-        return float(xent.cross_entropy(x, t, num_threads=threads)), None
-    return xent.logsumexp(x, num_threads=threads), None
+        return mean_ce, f"jit({ce})"
+    fn = getattr(jax.nn, op)
+    return (lambda x: fn(x, axis=-1)), f"jit(jax.nn.{op}(x, axis=-1))"
 
 
-def check(got, want, dtype) -> str | None:
-    """None if a rival's outputs match xent's, else what differs.
+def _jax_outputs(op: str):
+    if op in ("fused", "latency"):
+        return lambda r: _ce_outputs((r[0], np.asarray(r[1])))
+    if op == "loss":
+        return lambda r: {"loss": float(r)}
+    return lambda r: {op: np.asarray(r)}
 
-    Tolerance: API.md's (1e-5 float32, 1e-12 float64) widened tenfold for the
-    rival's own rounding, relative to each value, plus the same times the largest
-    magnitude for the gradient (whose tiny entries carry no relative precision).
+
+class JaxProvider(Provider):
+    """``jax.jit`` of optax's mean cross-entropy (``value_and_grad`` for fwd+bwd) and ``jax.nn``.
+
+    Inputs are ``jax.device_put`` copies made when the case is prepared (int32
+    targets); optax's integer-label loss has no class weights, label smoothing
+    or ignored targets, so only the plain cases are timed.
     """
-    rtol = 1e-4 if np.dtype(dtype) == np.float32 else 1e-11
-    (ga, gb), (wa, wb) = got, want
-    ga, wa = np.asarray(ga, dtype=np.float64), np.asarray(wa, dtype=np.float64)
-    if not np.allclose(ga, wa, rtol=rtol, atol=rtol * float(np.max(np.abs(wa), initial=0.0))):
-        return f"value differs: max |diff| {float(np.max(np.abs(ga - wa))):.3e}"
-    if wb is not None:
-        gb, wb = np.asarray(gb, dtype=np.float64), np.asarray(wb, dtype=np.float64)
-        if gb.shape != wb.shape:
-            return f"gradient shape {gb.shape} != {wb.shape}"
-        scale = float(np.max(np.abs(wb), initial=0.0))
-        if not np.allclose(gb, wb, rtol=rtol, atol=rtol * scale):
-            diff = float(np.max(np.abs(gb - wb)))
-            return f"gradient differs: max |diff| {diff:.3e} (scale {scale:.3e})"
-    return None
+
+    name = "jax"
+    requires = ("jax", "jaxlib", "optax")
+    install_hint = INSTALL_HINT
+    rival = True
+    fixed_threads = True
+    about = ("XLA's CPU thread pool is sized once, when JAX starts (PJRT_NPROC): each "
+             "thread count is timed in its own worker process with PJRT_NPROC=n; in a "
+             "single process (--in-process, the pytest suite) only its first thread count")
+    #: XLA's CPU pool threads in this process, fixed by the first ``set_threads``.
+    pool: int | None = None
+    #: (op, shape, dtype) -> compiled executable, reused within the process.
+    _compiled: dict = {}
+
+    def handles(self, case):
+        return case.rivals and case.op in RIVAL_OPS and not case.options
+
+    def set_threads(self, n):
+        if JaxProvider.pool is None:
+            JaxProvider.pool = start_xla(n)
+
+    def prepare(self, case, data):
+        if self.pool != case.n_threads:
+            raise ProviderSkip(f"XLA's CPU pool has {self.pool} thread(s) in this process, "
+                               f"fixed when JAX started; the case has {case.n_threads} "
+                               "(python -m xent bench times each count in its own worker)")
+        import jax
+
+        fn, what = _jax_function(case.op)
+        args = [jax.device_put(data.x)]
+        if case.op in ("fused", "latency", "loss"):
+            args.append(jax.device_put(data.t.astype(np.int32)))
+        for out in jax.tree_util.tree_leaves(jax.eval_shape(fn, *args)):
+            if out.dtype != np.dtype(case.dtype):  # jax_enable_x64 must not widen float32
+                raise ProviderSkip(f"JAX computes in {out.dtype}, not {case.dtype}")
+        key = (case.op, case.shape, case.dtype)
+        ready: dict = {}
+        pool = f"XLA CPU pool: {self.pool} thread(s)"
+
+        def compile_step():
+            cached = key in self._compiled
+            if not cached:
+                self._compiled[key] = jax.jit(fn).lower(*args).compile()
+            ready["exe"] = self._compiled[key]
+            call.note = f"{pool}; reused this process's executable" if cached else pool
+
+        def run():
+            if "exe" not in ready:
+                compile_step()
+            return jax.block_until_ready(ready["exe"](*args))
+
+        call = Call(run, compile=compile_step, outputs=_jax_outputs(case.op), what=what,
+                    note=pool)
+        return call

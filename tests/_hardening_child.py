@@ -9,7 +9,8 @@ and ``OK ...`` as its last line when every check passed; a failed check is an
 AssertionError (exit code 1, traceback on stderr).
 
 The child imports the same xent as the test session (its package directory is put
-first on PYTHONPATH), and inherits the rest of the environment, so the sanitizer run
+first on PYTHONPATH, then tests/ and the checkout root, for ``helpers`` and
+``benchmarks.reference``), and inherits the rest of the environment, so the sanitizer run
 (.ci/sanitize.sh: LD_PRELOAD, ASAN_OPTIONS with a log path) covers the children too.
 
 ``XENT_RACE_SCALE`` (default 1) multiplies the time every race scenario runs; the
@@ -26,11 +27,13 @@ import threading
 import time
 
 import numpy as np
+from helpers import assert_same
 
 import xent
 
 OPENMP = xent.openmp_enabled()
 _HERE = os.path.dirname(os.path.abspath(__file__))
+_ROOT = os.path.dirname(_HERE)  # the checkout root: `from benchmarks import reference`
 _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(xent.__file__)))
 RACE_SCALE = float(os.environ.get("XENT_RACE_SCALE", "1"))
 
@@ -47,7 +50,7 @@ def run_child(scenario: str, timeout: float = 120.0, env: dict | None = None, **
     e = dict(os.environ)
     e.update(env or {})
     e["PYTHONPATH"] = os.pathsep.join(
-        [_PKG_PARENT, _HERE] + [p for p in [e.get("PYTHONPATH")] if p])
+        [_PKG_PARENT, _HERE, _ROOT] + [p for p in [e.get("PYTHONPATH")] if p])
     cmd = [sys.executable, os.path.join(_HERE, "_hardening_child.py"), scenario,
            json.dumps(kwargs)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -98,15 +101,7 @@ def _step(*what) -> None:
 
 def _equal(got, ref, what: str) -> None:
     """Arrays bitwise (NaN where NaN), NumPy scalars to rounding of their dtype."""
-    got, ref = np.asarray(got), np.asarray(ref)
-    assert got.shape == ref.shape and got.dtype == ref.dtype, (what, got.shape, ref.shape,
-                                                               got.dtype, ref.dtype)
-    if got.ndim == 0:
-        rtol = 1e-6 if got.dtype == np.float32 else 1e-13
-        assert np.isclose(got, ref, rtol=rtol, atol=0, equal_nan=True), (what, got, ref)
-    else:
-        assert np.array_equal(got, ref, equal_nan=True), (
-            what, int(np.sum(~((got == ref) | (np.isnan(got) & np.isnan(ref))))), "differ")
+    assert_same(got, ref, what, rounding=True)
 
 
 # Shapes that take each cross-entropy code path with num_threads=2 (a team starts at

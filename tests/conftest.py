@@ -1,37 +1,42 @@
 """Shared fixtures: dtype, SIMD path, thread counts, a seeded RNG.
 
-Tests import the *installed* xent (this file never touches sys.path for the
-source tree); it only makes the sibling helper modules (helpers, reference)
-importable under ``--import-mode=importlib``.
+Tests import the *installed* xent; tests/ itself is on sys.path through pytest's
+``pythonpath`` option (pyproject.toml), for ``helpers`` and ``reference``.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 import pytest
+from helpers import DTYPES, SIMD_ORDER, use_simd
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-from helpers import DTYPES, SIMD_ORDER  # noqa: E402
-
-import xent  # noqa: E402
-from xent._kernels import _core  # noqa: E402
+import xent
+from xent._kernels import _core
 
 DEFAULT_SEED = 20261122
-#: SIMD path active when the session starts (XENT_SIMD may have lowered it);
-#: the `simd` fixture never goes above it and always restores it.
-_SESSION_SIMD = _core.simd_active()
+#: The path XENT_SIMD (or the CPU) chose; every test must leave it active.
+SESSION_SIMD = _core.simd_active()
 #: Paths the `simd` fixture runs: all three, or those up to a valid XENT_SIMD
 #: (a path the CPU lacks is still collected, then skipped).
 _ENV_SIMD = os.environ.get("XENT_SIMD", "").strip().lower()
 _SIMD_PARAMS = SIMD_ORDER[: SIMD_ORDER.index(_ENV_SIMD) + 1] if _ENV_SIMD in SIMD_ORDER else (
-    SIMD_ORDER
-)
+    SIMD_ORDER)
+
+
+#: ``slow`` tests (huge arrays, full Jacobians, inductor compiles) run only when asked.
+RUN_SLOW = os.environ.get("XENT_RUN_SLOW") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked ``slow`` unless XENT_RUN_SLOW=1."""
+    if RUN_SLOW:
+        return
+    skip = pytest.mark.skip(reason="slow; set XENT_RUN_SLOW=1 to run")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)
 
 
 def pytest_report_header(config):
@@ -44,6 +49,14 @@ def pytest_report_header(config):
     )
 
 
+@pytest.fixture(autouse=True)
+def _session_simd_restored():
+    """A test that switches SIMD paths must restore the session's (an XENT_SIMD=scalar
+    run would otherwise test the later files on another path)."""
+    yield
+    assert _core.simd_active() == SESSION_SIMD, "the test left another SIMD path active"
+
+
 @pytest.fixture(params=DTYPES, ids=lambda d: np.dtype(d).name)
 def dtype(request):
     """float32 and float64, the two natively computed dtypes."""
@@ -52,17 +65,10 @@ def dtype(request):
 
 @pytest.fixture(params=_SIMD_PARAMS)
 def simd(request):
-    """Run the test on one SIMD path; skipped if the CPU lacks it."""
-    name = request.param
-    if SIMD_ORDER.index(name) > SIMD_ORDER.index(_core.simd_supported()):
-        pytest.skip(f"CPU lacks the {name} path (best: {_core.simd_supported()})")
-    before = _core.simd_active()
-    got = _core.simd_select(name)
-    assert got == name
-    try:
+    """Run the test on one SIMD path (skipped if the CPU lacks it), then restore the
+    session's path."""
+    with use_simd(request.param) as name:
         yield name
-    finally:
-        _core.simd_select(before)
 
 
 @pytest.fixture(params=[1, 2, None], ids=lambda n: f"nt{n}")
@@ -72,7 +78,17 @@ def num_threads(request):
 
 
 @pytest.fixture
+def restore_threads():
+    """Restore xent's default team size after a test that sets it (the value the call
+    path reads, ``DEFAULT[0]``, and the forked-child flag included)."""
+    from xent import _threads as th
+
+    saved = (th._default_threads, th.DEFAULT[0], th._in_forked_child)
+    yield
+    th._default_threads, th.DEFAULT[0], th._in_forked_child = saved
+
+
+@pytest.fixture
 def rng():
     """A NumPy Generator seeded from XENT_TEST_SEED (default fixed)."""
-    seed = int(os.environ.get("XENT_TEST_SEED", DEFAULT_SEED))
-    return np.random.default_rng(seed)
+    return np.random.default_rng(int(os.environ.get("XENT_TEST_SEED", DEFAULT_SEED)))

@@ -54,6 +54,12 @@ def test_cli_tiny_writes_table_json_and_csv(tmp_path):
     assert {r["provider"] for r in rows} >= {"xent", "numpy", "copy", "read"}
     with open(cs, newline="") as fh:
         assert len(list(csv.DictReader(fh))) == len(rows)
+    # tiny has no rival rows (compile times): the run says so, or why a rival is skipped
+    tiny_note = next((ln for ln in proc.stdout.splitlines() if ln.startswith("note: tiny: ")), "")
+    for rival, module in (("torch.compile", "torch"), ("jax", "jax")):
+        assert (rival in tiny_note and "time 0 of the" in tiny_note) or (
+            f"note: {rival} skipped: {module} is not installed" in proc.stdout)
+    assert not any(r["provider"] in ("torch.compile", "jax") for r in rows)
     if HAVE_TORCH:
         envs = {r["malloc_env"] for r in rows if r["provider"] == "torch"}
         assert envs == {"tuned", "default"} and "torch(def) ms" in proc.stdout

@@ -28,15 +28,6 @@ def _run(code_or_args, **env):
                           timeout=120, check=False)
 
 
-@pytest.fixture
-def restore_threads():
-    import xent._threads as th
-
-    saved = th._default_threads
-    yield
-    th._default_threads = saved
-
-
 def test_show_config_fields(capsys):
     xent.show_config()
     text = capsys.readouterr().out
@@ -156,11 +147,11 @@ def test_serial_build_reports_one_thread(restore_threads):
 
 
 def test_this_session_honours_xent_simd():
-    """Under CI's XENT_SIMD runs, the whole session really runs on that path."""
-    from conftest import _SESSION_SIMD
-
+    """Under CI's XENT_SIMD runs, the whole session really runs on that path (every
+    test that switches paths restores it)."""
     want = os.environ.get("XENT_SIMD", "").strip().lower()
     if want not in SIMD_ORDER:
         pytest.skip("XENT_SIMD not set")
     best = _core.simd_supported()
-    assert _SESSION_SIMD == (want if SIMD_ORDER.index(want) <= SIMD_ORDER.index(best) else best)
+    assert _core.simd_active() == (
+        want if SIMD_ORDER.index(want) <= SIMD_ORDER.index(best) else best)

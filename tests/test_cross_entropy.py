@@ -7,21 +7,27 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from _ce_fixtures import (
+from helpers import (
+    CONFIDENT_ROWS,
+    DTYPES,
+    REDUCTIONS,
     assert_close,
+    assert_same,
     finite_diff,
     make_probs,
     make_targets,
-    manual_ce,
     torch_ce,
 )
 
 import xent
+from benchmarks import reference as ref
 
 pytest.importorskip("torch")
 
-DTYPES = [np.float32, np.float64]
-REDUCTIONS = ["mean", "sum", "none"]
+
+def ref_ce(x, t, *, grad_output=1.0, **kw):
+    """The NumPy reference as (loss, grad times grad_output), like torch_ce."""
+    return ref.cross_entropy_and_grad(x, t, grad_output=grad_output, **kw)
 
 
 def _go(reduction, lead, rng):
@@ -31,11 +37,12 @@ def _go(reduction, lead, rng):
     return 0.7
 
 
-def _check_all_forms(x, t, dtype, ref, grad_output, **kw):
-    """Loss, grad (with grad_output) and fused loss+grad of xent against `ref`."""
+def _check_all_forms(x, t, dtype, oracle, grad_output, **kw):
+    """Loss, grad (with grad_output) and fused loss+grad of xent against `oracle`
+    (torch_ce or ref_ce)."""
     red = kw.get("reduction", "mean")
-    exp_loss, exp_grad = ref(x, t, grad_output=grad_output, **kw)
-    _, exp_grad1 = ref(x, t, **kw)
+    exp_loss, exp_grad = oracle(x, t, grad_output=grad_output, **kw)
+    _, exp_grad1 = oracle(x, t, **kw)
     loss = xent.cross_entropy(x, t, **kw)
     grad = xent.cross_entropy_grad(x, t, grad_output, **kw)
     loss2, grad2 = xent.cross_entropy_and_grad(x, t, **kw)
@@ -45,10 +52,10 @@ def _check_all_forms(x, t, dtype, ref, grad_output, **kw):
     else:
         assert type(loss) is np.dtype(dtype).type
     assert grad.dtype == dtype and grad.shape == x.shape
-    assert_close(loss, exp_loss, dtype, what="loss")
-    assert_close(grad, exp_grad, dtype, what="grad")
-    assert_close(loss2, exp_loss, dtype, what="fused loss")
-    assert_close(grad2, exp_grad1, dtype, what="fused grad")
+    assert_close(loss, exp_loss, dtype, err_msg="loss")
+    assert_close(grad, exp_grad, dtype, err_msg="grad")
+    assert_close(loss2, exp_loss, dtype, err_msg="fused loss")
+    assert_close(grad2, exp_grad1, dtype, err_msg="fused grad")
 
 
 # ---------------------------------------------------------------------------
@@ -71,25 +78,6 @@ def test_class_targets_match_torch(dtype, reduction, label_smoothing, use_weight
     kw = dict(weight=weight, ignore_index=ignore_index, reduction=reduction,
               label_smoothing=label_smoothing)
     _check_all_forms(x, t, dtype, torch_ce, _go(reduction, (3, 7), rng), **kw)
-
-
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("label_smoothing", [0.0, 0.1, 1.0])
-@pytest.mark.parametrize("use_weight", [False, True])
-@pytest.mark.parametrize("soft", [False, True])
-def test_manual_reference_equals_torch(reduction, label_smoothing, use_weight, soft):
-    """The explicit reference used for z_loss/softcap/sample_weight reduces to torch."""
-    rng = np.random.default_rng(2)
-    c = 6
-    x = rng.standard_normal((4, 5, c))
-    t = make_probs(rng, x.shape) if soft else make_targets(rng, (4, 5), c)
-    weight = rng.random(c) + 0.1 if use_weight else None
-    go = _go(reduction, (4, 5), rng)
-    kw = dict(weight=weight, reduction=reduction, label_smoothing=label_smoothing)
-    el, eg = torch_ce(x, t, grad_output=go, **kw)
-    ml, mg = manual_ce(x, t, grad_output=go, **kw)
-    assert_close(ml, el, np.float64)
-    assert_close(mg, eg, np.float64)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -192,8 +180,8 @@ def test_probability_targets_other_float_dtypes(dtype):
     rng = np.random.default_rng(7)
     x = rng.standard_normal((3, 4)).astype(dtype)
     q = make_probs(rng, x.shape, np.float16)
-    ref = xent.cross_entropy(x, q.astype(dtype), reduction="none")
-    np.testing.assert_array_equal(xent.cross_entropy(x, q, reduction="none"), ref)
+    want = xent.cross_entropy(x, q.astype(dtype), reduction="none")
+    np.testing.assert_array_equal(xent.cross_entropy(x, q, reduction="none"), want)
 
 
 # ---------------------------------------------------------------------------
@@ -217,7 +205,7 @@ def test_extended_options_match_manual(dtype, reduction, soft, z_loss, softcap, 
     weight = rng.random(c).astype(dtype) + 0.2
     kw = dict(weight=weight, reduction=reduction, label_smoothing=0.1, z_loss=z_loss,
               softcap=softcap, sample_weight=sw)
-    _check_all_forms(x, t, dtype, manual_ce, _go(reduction, lead, rng), **kw)
+    _check_all_forms(x, t, dtype, ref_ce, _go(reduction, lead, rng), **kw)
 
 
 @pytest.mark.usefixtures("simd")
@@ -234,8 +222,8 @@ def test_class_counts_all_options(dtype, c, soft):
     go = rng.standard_normal(lead)
     _check_all_forms(x, t, dtype, torch_ce, go, reduction="none", **kw)
     kw.update(z_loss=0.02, softcap=4.0, sample_weight=rng.random(lead).astype(dtype))
-    _check_all_forms(x, t, dtype, manual_ce, go, reduction="none", **kw)
-    _check_all_forms(x, t, dtype, manual_ce, 0.5, reduction="mean", **kw)
+    _check_all_forms(x, t, dtype, ref_ce, go, reduction="none", **kw)
+    _check_all_forms(x, t, dtype, ref_ce, 0.5, reduction="mean", **kw)
 
 
 @pytest.mark.usefixtures("simd")
@@ -260,13 +248,13 @@ def test_few_classes_across_rows(dtype, c, n):
     kw = dict(weight=(rng.random(c) + 0.1).astype(dtype), label_smoothing=0.1, reduction="none")
     _check_all_forms(x, t, dtype, torch_ce, go, **kw)
     kw.update(z_loss=0.01, sample_weight=rng.random((n,)).astype(dtype), reduction="mean")
-    _check_all_forms(x, t, dtype, manual_ce, 0.5, **kw)
-    exp_loss, exp_grad = manual_ce(x, t, **kw)
+    _check_all_forms(x, t, dtype, ref_ce, 0.5, **kw)
+    exp_loss, exp_grad = ref_ce(x, t, **kw)
     buf = x.copy()
     loss, grad = xent.cross_entropy_and_grad(buf, t, out=buf, **kw)
     assert grad is buf
-    assert_close(loss, exp_loss, dtype, what="in-place loss")
-    assert_close(grad, exp_grad, dtype, what="in-place grad")
+    assert_close(loss, exp_loss, dtype, err_msg="in-place loss")
+    assert_close(grad, exp_grad, dtype, err_msg="in-place grad")
 
 
 @pytest.mark.usefixtures("simd")
@@ -288,9 +276,9 @@ def test_few_classes_full_and_partial_blocks_agree(dtype, c, opts):
     loss, grad = xent.cross_entropy_and_grad(x, t, reduction="none", **kw)
     np.testing.assert_array_equal(loss[16:], loss[:5])
     np.testing.assert_array_equal(grad[16:], grad[:5])
-    exp_loss, exp_grad = manual_ce(x, t, reduction="none", **kw)
-    assert_close(loss, exp_loss, dtype, what="loss")
-    assert_close(grad, exp_grad, dtype, what="grad")
+    exp_loss, exp_grad = ref_ce(x, t, reduction="none", **kw)
+    assert_close(loss, exp_loss, dtype, err_msg="loss")
+    assert_close(grad, exp_grad, dtype, err_msg="grad")
 
 
 def test_extended_defaults_are_exactly_plain():
@@ -355,7 +343,7 @@ def test_finite_differences(soft, reduction, opts):
     fd = finite_diff(f, x)
     g = xent.cross_entropy_grad(x, t, go, **kw)
     assert_close(g, fd, np.float64, rtol=1e-6)
-    _, eg = manual_ce(x, t, grad_output=go, **kw)
+    _, eg = ref_ce(x, t, grad_output=go, **kw)
     assert_close(g, eg, np.float64)
 
 
@@ -371,10 +359,10 @@ def test_any_integer_target_dtype(tdtype):
     t = rng.integers(0, 9, size=(4, 6))
     ii = 3  # representable in every dtype
     kw = dict(ignore_index=ii, reduction="none", label_smoothing=0.1)
-    ref = xent.cross_entropy_and_grad(x, t, **kw)
+    want = xent.cross_entropy_and_grad(x, t, **kw)
     got = xent.cross_entropy_and_grad(x, t.astype(tdtype), **kw)
-    np.testing.assert_array_equal(got[0], ref[0])
-    np.testing.assert_array_equal(got[1], ref[1])
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
     el, eg = torch_ce(x, t, **kw)
     assert_close(got[0], el, np.float32)
     assert_close(got[1], eg, np.float32)
@@ -413,12 +401,12 @@ def test_layouts_and_inputs_unmodified(dtype, layout):
     before = x.copy()
     t_before = t_nc.copy()
     kw = dict(reduction="none", sample_weight=sw, z_loss=0.1, softcap=4.0)
-    ref = xent.cross_entropy_and_grad(np.ascontiguousarray(x), t, **kw)
+    want = xent.cross_entropy_and_grad(np.ascontiguousarray(x), t, **kw)
     got = xent.cross_entropy_and_grad(x, t_nc, **kw)
-    np.testing.assert_array_equal(got[0], ref[0])
-    np.testing.assert_array_equal(got[1], ref[1])
-    np.testing.assert_array_equal(xent.cross_entropy(x, t_nc, **kw), ref[0])
-    np.testing.assert_array_equal(xent.cross_entropy_grad(x, t_nc, **kw), ref[1])
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(xent.cross_entropy(x, t_nc, **kw), want[0])
+    np.testing.assert_array_equal(xent.cross_entropy_grad(x, t_nc, **kw), want[1])
     np.testing.assert_array_equal(x, before)
     np.testing.assert_array_equal(t_nc, t_before)
 
@@ -428,10 +416,10 @@ def test_array_likes():
     x = [[2.0, 1.0, 0.1], [0.5, 2.5, 0.0]]
     t = [0, 1]
     xa = np.array(x)
-    ref = xent.cross_entropy_and_grad(xa, np.array(t), weight=np.array([1.0, 2.0, 3.0]))
+    want = xent.cross_entropy_and_grad(xa, np.array(t), weight=np.array([1.0, 2.0, 3.0]))
     got = xent.cross_entropy_and_grad(x, t, weight=[1, 2, 3])
-    _bitwise(got[0], ref[0])
-    _bitwise(got[1], ref[1])
+    assert_same(got[0], want[0])
+    assert_same(got[1], want[1])
     el, eg = torch_ce(xa, np.array(t), weight=np.array([1.0, 2.0, 3.0]))
     assert_close(got[0], el, np.float64)
     assert_close(got[1], eg, np.float64)
@@ -496,16 +484,6 @@ def _build(rng, shape, dtype, opts, ignore_frac=0.2):
     return x, t, opts
 
 
-def _bitwise(a, b):
-    """Same bits, except that any two NaNs match (their sign and payload depend on
-    the compiler's operand order, which IEEE leaves open)."""
-    a = np.asarray(a)
-    b = np.asarray(b)
-    assert a.dtype == b.dtype and a.shape == b.shape
-    both_nan = np.isnan(a) & np.isnan(b)
-    assert np.where(both_nan, 0, a).tobytes() == np.where(both_nan, 0, b).tobytes()
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("c", [1, 13, 2100])
 @pytest.mark.parametrize("opt_name", list(OPTION_SETS))
@@ -519,26 +497,26 @@ def test_fused_equals_separate_and_inplace_bitwise(dtype, c, opt_name, reduction
     loss = xent.cross_entropy(x, t, **kw)
     grad = xent.cross_entropy_grad(x, t, **kw)
     l2, g2 = xent.cross_entropy_and_grad(x, t, **kw)
-    _bitwise(l2, loss)
-    _bitwise(g2, grad)
-    _bitwise(x, x0)
+    assert_same(l2, loss)
+    assert_same(g2, grad)
+    assert_same(x, x0)
     # in place
     buf = x.copy()
     l3, g3 = xent.cross_entropy_and_grad(buf, t, out=buf, **kw)
     assert g3 is buf
-    _bitwise(l3, loss)
-    _bitwise(g3, grad)
+    assert_same(l3, loss)
+    assert_same(g3, grad)
     buf = x.copy()
     g4 = xent.cross_entropy_grad(buf, t, out=buf, **kw)
     assert g4 is buf
-    _bitwise(g4, grad)
+    assert_same(g4, grad)
     # separate out buffer
     out = np.full_like(x, np.nan)
     l5, g5 = xent.cross_entropy_and_grad(x, t, out=out, **kw)
     assert g5 is out
-    _bitwise(l5, loss)
-    _bitwise(g5, grad)
-    _bitwise(x, x0)
+    assert_same(l5, loss)
+    assert_same(g5, grad)
+    assert_same(x, x0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -553,22 +531,22 @@ def test_long_rows_all_forms(dtype, opt_name, n_rows):
     x, t, kw = _build(rng, (n_rows, c), dtype, OPTION_SETS[opt_name], ignore_frac=0.3)
     x[1, 5] = 60.0  # a confident row
     kw["reduction"] = "mean"
-    exp_loss, exp_grad = manual_ce(x, t, **kw)
+    exp_loss, exp_grad = ref_ce(x, t, **kw)
     loss = xent.cross_entropy(x, t, **kw)
     grad = xent.cross_entropy_grad(x, t, **kw)
-    assert_close(loss, exp_loss, dtype, what="loss")
-    assert_close(grad, exp_grad, dtype, what="grad")
+    assert_close(loss, exp_loss, dtype, err_msg="loss")
+    assert_close(grad, exp_grad, dtype, err_msg="grad")
     l2, g2 = xent.cross_entropy_and_grad(x, t, **kw)
-    _bitwise(l2, loss)
-    _bitwise(g2, grad)
+    assert_same(l2, loss)
+    assert_same(g2, grad)
     buf = x.copy()
     l3, g3 = xent.cross_entropy_and_grad(buf, t, out=buf, **kw)
-    _bitwise(l3, loss)
-    _bitwise(g3, grad)
+    assert_same(l3, loss)
+    assert_same(g3, grad)
     for n_threads in (1, 3):
         l4, g4 = xent.cross_entropy_and_grad(x, t, num_threads=n_threads, **kw)
-        _bitwise(l4, loss)
-        _bitwise(g4, grad)
+        assert_same(l4, loss)
+        assert_same(g4, grad)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -583,11 +561,11 @@ def test_large_separate_gradient_streams_same_bits(dtype, opt_name):
     l1, g1 = xent.cross_entropy_and_grad(x, t, **kw)
     buf = x.copy()
     l2, g2 = xent.cross_entropy_and_grad(buf, t, out=buf, **kw)
-    _bitwise(l1, l2)
-    _bitwise(g1, g2)
-    exp_loss, exp_grad = manual_ce(x, t, **kw)
-    assert_close(l1, exp_loss, dtype, what="loss")
-    assert_close(g1, exp_grad, dtype, what="grad")
+    assert_same(l1, l2)
+    assert_same(g1, g2)
+    exp_loss, exp_grad = ref_ce(x, t, **kw)
+    assert_close(l1, exp_loss, dtype, err_msg="loss")
+    assert_close(g1, exp_grad, dtype, err_msg="grad")
 
 
 STREAMED_OPTIONS = {
@@ -611,7 +589,7 @@ def test_large_separate_gradient_pipeline(dtype, opt_name, shape):
     x, t, kw = _build(rng, shape, dtype, STREAMED_OPTIONS[opt_name], ignore_frac=0.3)
     assert x.nbytes > 16 * 2**20
     go = (rng.random(shape[0]) + 0.5).astype(dtype) if kw.get("reduction") == "none" else 1.0
-    exp_loss, exp_grad = manual_ce(x, t, grad_output=go, **kw)
+    exp_loss, exp_grad = ref_ce(x, t, grad_output=go, **kw)
     inputs = [x]
     if shape[0] >= 3:
         bad = x.copy()
@@ -627,12 +605,12 @@ def test_large_separate_gradient_pipeline(dtype, opt_name, shape):
         for nt in (1, 2, 3):
             loss, fused = xent.cross_entropy_and_grad(logits, t, num_threads=nt, **kw)
             grad = xent.cross_entropy_grad(logits, t, go, num_threads=nt, **kw)
-            _bitwise(loss, l_in)
-            _bitwise(fused, fused_in_place)
-            _bitwise(grad, grad_in_place)
+            assert_same(loss, l_in)
+            assert_same(fused, fused_in_place)
+            assert_same(grad, grad_in_place)
         if k == 0:
-            assert_close(loss, exp_loss, dtype, what="loss")
-            assert_close(grad, exp_grad, dtype, what="grad")
+            assert_close(loss, exp_loss, dtype, err_msg="loss")
+            assert_close(grad, exp_grad, dtype, err_msg="grad")
 
 
 def _misaligned(shape, dtype, byte_offset):
@@ -652,18 +630,18 @@ def test_misaligned_logits_and_out(dtype, byte_offset):
     x = rng.standard_normal((n, c)).astype(dtype)
     t = make_targets(rng, (n,), c)
     kw = dict(reduction="none", label_smoothing=0.1, weight=rng.random(c).astype(dtype))
-    ref = xent.cross_entropy_and_grad(x, t, **kw)
+    want = xent.cross_entropy_and_grad(x, t, **kw)
     xu = _misaligned((n, c), dtype, byte_offset)
     xu[...] = x
     got = xent.cross_entropy_and_grad(xu, t, **kw)
-    _bitwise(got[0], ref[0])
-    _bitwise(got[1], ref[1])
+    assert_same(got[0], want[0])
+    assert_same(got[1], want[1])
     ou = _misaligned((n, c), dtype, byte_offset)
     assert xent.cross_entropy_grad(x, t, **kw, out=ou) is ou
-    _bitwise(ou, ref[1])
+    assert_same(ou, want[1])
     got = xent.cross_entropy_and_grad(xu, t, **kw, out=xu)
     assert got[1] is xu
-    _bitwise(xu, ref[1])
+    assert_same(xu, want[1])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -678,7 +656,7 @@ def test_out_partial_overlap(dtype):
     expected = xent.cross_entropy_grad(x.copy(), t, label_smoothing=0.1)
     got = xent.cross_entropy_grad(x, t, label_smoothing=0.1, out=out)
     assert got is out
-    _bitwise(got, expected)
+    assert_same(got, expected)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -691,12 +669,12 @@ def test_threads_bitwise(dtype, opt_name):
     for red in ("none", "mean"):
         a = xent.cross_entropy_and_grad(x, t, reduction=red, num_threads=1, **kw)
         b = xent.cross_entropy_and_grad(x, t, reduction=red, num_threads=2, **kw)
-        _bitwise(a[0], b[0])
-        _bitwise(a[1], b[1])
-        _bitwise(xent.cross_entropy(x, t, reduction=red, num_threads=2, **kw), a[0])
+        assert_same(a[0], b[0])
+        assert_same(a[1], b[1])
+        assert_same(xent.cross_entropy(x, t, reduction=red, num_threads=2, **kw), a[0])
     buf = x.copy()
     xent.cross_entropy_and_grad(buf, t, num_threads=2, out=buf, **kw)
-    _bitwise(buf, a[1])
+    assert_same(buf, a[1])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -713,8 +691,8 @@ def test_many_rows_target_scan(dtype):
     assert_close(a[0], el, dtype)
     assert_close(a[1], eg, dtype)
     b = xent.cross_entropy_and_grad(x, t, num_threads=2, **kw)
-    _bitwise(a[0], b[0])
-    _bitwise(a[1], b[1])
+    assert_same(a[0], b[0])
+    assert_same(a[1], b[1])
     t_bad = t.copy()
     t_bad[n - 2] = c
     out = np.full_like(x, 3.0)
@@ -741,10 +719,10 @@ def test_concurrent_python_threads():
         results = list(ex.map(run, range(8)))
     for (el, eg), res in zip(expected, results):
         for loss, grad in res:
-            _bitwise(loss, el)
-            _bitwise(grad, eg)
+            assert_same(loss, el)
+            assert_same(grad, eg)
     x, t, kw = jobs[0]
-    ml, mg = manual_ce(x, t, **kw)
+    ml, mg = ref_ce(x, t, **kw)
     assert_close(expected[0][0], ml, x.dtype)
     assert_close(expected[0][1], mg, x.dtype)
 
@@ -774,7 +752,7 @@ def test_one_class(dtype, label_smoothing, reduction):
     assert grad[2, 0] == 0
     # one class with z-loss, softcap and sample weights: lse = softcap(x), grad nonzero
     kw.update(z_loss=0.3, softcap=2.0, sample_weight=rng.random(4).astype(dtype) + 0.5)
-    el, eg = manual_ce(x, t, grad_output=go, **kw)
+    el, eg = ref_ce(x, t, grad_output=go, **kw)
     assert_close(xent.cross_entropy(x, t, **kw), el, dtype)
     assert_close(xent.cross_entropy_grad(x, t, go, **kw), eg, dtype)
 
@@ -905,7 +883,7 @@ def test_special_values_with_softcap(dtype, special):
     x[2, 7] = special
     t = np.array([0, 1, 7, 2])
     kw = dict(reduction="none", softcap=2.5, z_loss=0.1, label_smoothing=0.1)
-    el, eg = manual_ce(x, t, **kw)
+    el, eg = ref_ce(x, t, **kw)
     loss, grad = xent.cross_entropy_and_grad(x, t, **kw)
     assert_close(loss, el, dtype)
     assert_close(grad, eg, dtype)
@@ -919,8 +897,8 @@ def test_262144_classes_float32(opts):
     x = (rng.standard_normal((3, c)) * 4).astype(np.float32)
     x[2, :1000] = 30.0
     t = np.array([5, c - 1, 17])
-    ref = torch_ce if not opts.get("z_loss") else manual_ce
-    el, eg = ref(x, t, reduction="none", **opts)
+    oracle = torch_ce if not opts.get("z_loss") else ref_ce
+    el, eg = oracle(x, t, reduction="none", **opts)
     loss, grad = xent.cross_entropy_and_grad(x, t, reduction="none", **opts)
     assert_close(loss, el, np.float32)
     assert_close(grad, eg, np.float32)
@@ -956,7 +934,7 @@ def test_ignored_rows_zero_grad_whatever_logits(dtype, opt_name):
     go = np.ones(6)
     go[[1, 3, 4]] = np.nan  # grad_output of ignored rows is not used either
     g_none = xent.cross_entropy_grad(dirty, t, go, reduction="none", **kw)
-    _bitwise(g_none, clean_grad.astype(dtype))
+    assert_same(g_none, clean_grad.astype(dtype))
     for red in REDUCTIONS:
         loss, grad = xent.cross_entropy_and_grad(dirty, t, reduction=red, **kw)
         g2 = xent.cross_entropy_grad(dirty, t, reduction=red, **kw)
@@ -967,11 +945,11 @@ def test_ignored_rows_zero_grad_whatever_logits(dtype, opt_name):
             assert not np.signbit(g[[1, 3, 4]]).any()
             assert np.all(np.isfinite(g))
         if red == "none":
-            _bitwise(loss, clean_loss)
-            _bitwise(grad, clean_grad)
+            assert_same(loss, clean_loss)
+            assert_same(grad, clean_grad)
         else:
             assert np.isfinite(loss)
-    el, eg = manual_ce(dirty, t, reduction="none", **kw)
+    el, eg = ref_ce(dirty, t, reduction="none", **kw)
     assert_close(clean_loss, el, dtype)
     assert_close(clean_grad, eg, dtype)
 
@@ -1025,7 +1003,7 @@ def test_out_of_range_target(dtype, tdtype, value, ignore_index):
     buf = x.copy()
     with pytest.raises(IndexError):
         xent.cross_entropy_and_grad(buf, t, out=buf, **kw)
-    _bitwise(buf, x)
+    assert_same(buf, x)
 
 
 def test_out_of_range_first_position_reported():
@@ -1037,29 +1015,8 @@ def test_out_of_range_first_position_reported():
 
 
 # ---------------------------------------------------------------------------
-# Known accuracy deviations from API.md (strict xfails: they start passing when fixed)
-
-
-def _confident_reference(x, t):
-    """Exact float64 loss and gradient of rows whose target is the row's unique maximum.
-
-    With r = sum_{j != t} exp(x_j - x_t): loss = log1p(r), grad_j = exp(x_j - x_t) / (1 + r)
-    and grad_t = -r / (1 + r); nothing here rounds a quantity near 1.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    e = np.exp(x - x[np.arange(len(t)), t][:, None])
-    e[np.arange(len(t)), t] = 0.0
-    r = e.sum(1)
-    grad = e / (1 + r)[:, None]
-    grad[np.arange(len(t)), t] = -r / (1 + r)
-    return np.log1p(r), grad
-
-
-CONFIDENT_X = [[12.0, 0.5, 1.0, -3.0, 2.0],
-               [9.0, 0.0, 0.25, 1.0, -1.0],
-               [20.0, 3.0, 2.0, 1.0, 0.0],
-               [1000.0, 980.0, 979.5, 990.0, 0.0],
-               [50.0, 20.0, 21.0, -50.0, 49.0]]
+# Near-certain rows, and a known accuracy deviation from API.md (a strict xfail: it
+# starts passing when fixed)
 
 
 @pytest.mark.usefixtures("simd")
@@ -1071,18 +1028,18 @@ def test_confident_rows_accuracy(dtype, c_pad):
     (The sum of exp(x - max) holds the max's exact 1; a float32 sum of it loses
     s - 1 below ~1e-7, and lse - x_t rounds at ulp(lse) in float64.)
     """
-    x = np.array(CONFIDENT_X)
-    x = np.concatenate([x, np.full((len(x), c_pad), -200.0)], axis=1).astype(dtype)
+    x = np.concatenate([CONFIDENT_ROWS, np.full((len(CONFIDENT_ROWS), c_pad), -200.0)],
+                       axis=1).astype(dtype)
     t = np.zeros(len(x), dtype=np.int64)
-    el, eg = _confident_reference(x, t)
+    el, eg = ref_ce(x, t, reduction="none")
     loss, grad = xent.cross_entropy_and_grad(x, t, reduction="none")
     for i in range(len(x)):  # row by row: each tiny loss at its own scale
         assert_close(loss[i], el[i], dtype)
         assert_close(grad[i], eg[i], dtype)
     buf = x.copy()
     xent.cross_entropy_and_grad(buf, t, reduction="none", out=buf)
-    _bitwise(buf, grad)
-    _bitwise(xent.cross_entropy(x, t, reduction="none"), loss)
+    assert_same(buf, grad)
+    assert_same(xent.cross_entropy(x, t, reduction="none"), loss)
     assert_close(xent.cross_entropy(x, t, reduction="sum"), el.sum(), dtype)
 
 
@@ -1095,14 +1052,14 @@ def test_confident_rows_accuracy(dtype, c_pad):
 def test_confident_rows_float32_with_options(opts):
     """float32 against the float64 references on near-certain rows."""
     rng = np.random.default_rng(59)
-    x = np.array(CONFIDENT_X[:3], dtype=np.float32)
+    x = np.array(CONFIDENT_ROWS[:3], dtype=np.float32)
     kw = dict(opts)
     t = np.zeros(3, dtype=np.int64)
     if kw.get("weight"):
         kw["weight"] = (rng.random(5) + 0.5).astype(np.float32)
     if kw.get("sample_weight"):
         kw["sample_weight"] = (rng.random(3) + 0.5).astype(np.float32)
-    el, eg = manual_ce(x, t, reduction="none", **kw)
+    el, eg = ref_ce(x, t, reduction="none", **kw)
     loss, grad = xent.cross_entropy_and_grad(x, t, reduction="none", **kw)
     for i in range(3):
         assert_close(loss[i], el[i], np.float32)
@@ -1119,15 +1076,15 @@ def test_saturated_softcap_gradient_accuracy(dtype, soft):
     x = np.array([[9.0, 8.0, -7.5, 6.5, 20.0, -30.0] + [7.0] * 11,
                   [3.0, 12.0, -7.5, 6.5, 1.0, -2.0] + [-9.0] * 11], dtype=dtype)
     t = make_probs(np.random.default_rng(60), x.shape, dtype) if soft else np.array([3, 0])
-    el, eg = manual_ce(x, t, softcap=1.0, reduction="none")  # exact sech^2 backward
+    el, eg = ref_ce(x, t, softcap=1.0, reduction="none")  # exact sech^2 backward
     loss, grad = xent.cross_entropy_and_grad(x, t, softcap=1.0, reduction="none")
     for i in range(2):
         assert_close(loss[i], el[i], dtype)
         assert_close(grad[i], eg[i], dtype)
     buf = x.copy()
     xent.cross_entropy_and_grad(buf, t, softcap=1.0, reduction="none", out=buf)
-    _bitwise(buf, grad)
-    _bitwise(xent.cross_entropy_grad(x, t, softcap=1.0, reduction="none"), grad)
+    assert_same(buf, grad)
+    assert_same(xent.cross_entropy_grad(x, t, softcap=1.0, reduction="none"), grad)
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -1135,10 +1092,10 @@ def test_saturated_softcap_gradient_accuracy(dtype, soft):
     "prediction matches the soft target closely (one-hot target on a near-certain row) "
     "they cancel to ~6e-8 absolute, above 1e-5 of the row's largest entry"))
 def test_confident_soft_target_float32_gradient():
-    x = np.array(CONFIDENT_X[:3], dtype=np.float32)
+    x = np.array(CONFIDENT_ROWS[:3], dtype=np.float32)
     q = np.zeros(x.shape, np.float32)
     q[:, 0] = 1.0
-    el, eg = manual_ce(x, q, reduction="none")
+    el, eg = ref_ce(x, q, reduction="none")
     loss, grad = xent.cross_entropy_and_grad(x, q, reduction="none")
     for i in range(3):
         assert_close(loss[i], el[i], np.float32)
@@ -1162,17 +1119,17 @@ def test_default_options_any_scalar_type_same_bits(dtype, reduction, shape):
         x[2, -1] = np.nan
     fast = xent.cross_entropy(x, t, reduction=reduction)
     slow = xent.cross_entropy(x, t, reduction=reduction, **_GENERAL)
-    _bitwise(fast, slow)
+    assert_same(fast, slow)
     f_loss, f_grad = xent.cross_entropy_and_grad(x, t, reduction=reduction)
     s_loss, s_grad = xent.cross_entropy_and_grad(x, t, reduction=reduction, **_GENERAL)
-    _bitwise(f_loss, s_loss)
-    _bitwise(f_grad, s_grad)
+    assert_same(f_loss, s_loss)
+    assert_same(f_grad, s_grad)
     assert type(f_loss) is type(s_loss) and f_grad.dtype == s_grad.dtype
     buf = x.copy()
     i_loss, i_grad = xent.cross_entropy_and_grad(buf, t, reduction=reduction, out=buf)
     assert i_grad is buf
-    _bitwise(i_loss, s_loss)
-    _bitwise(i_grad, s_grad)
+    assert_same(i_loss, s_loss)
+    assert_same(i_grad, s_grad)
 
 
 @pytest.mark.parametrize("want_grad", [False, True])

@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
+from helpers import DTYPES
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from variants_support import DTYPES, simd_path_fixture  # noqa: E402, F401 - simd_path
-
-import xent  # noqa: E402
+import xent
+from benchmarks import reference
 
 IGN = -100
 
 
-def ref_ece(logits, target, n_bins, ignore_index=IGN):
-    """Textbook ECE (Guo et al. 2017): loop over linspace bins (lo, hi]."""
-    x = np.asarray(logits, np.float64).reshape(-1, logits.shape[-1])
-    t = np.asarray(target).reshape(-1)
-    keep = t != ignore_index
-    x, t = x[keep], t[keep]
-    if len(t) == 0:
-        return np.nan
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    prob = e / e.sum(axis=1, keepdims=True)
-    conf = prob.max(axis=1)
-    correct = (np.argmax(x, axis=1) == t).astype(np.float64)
-    bounds = np.linspace(0, 1, n_bins + 1)
-    total = 0.0
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        inb = (conf > lo) & (conf <= hi)
-        if inb.any():
-            total += inb.mean() * abs(correct[inb].mean() - conf[inb].mean())
-    return total
+def ref_ece(logits, target, n_bins):
+    return reference.expected_calibration_error(logits, target, n_bins=n_bins)
 
 
 def logits_away_from_edges(rng, n, c, n_bins, dtype, scale=2.0):
@@ -68,7 +47,7 @@ def test_matches_reference(dtype, n_bins):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("c", [1, 2, 7, 9, 17, 33, 300])
-def test_simd_paths(simd_path, dtype, c):
+def test_simd_paths(simd, dtype, c):
     rng = np.random.default_rng(c)
     x = logits_away_from_edges(rng, 64, c, 15, dtype)
     t = rng.integers(0, c, 64)

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from variants_support import (  # noqa: E402
+from helpers import (
     DTYPES,
     REDUCTIONS,
     assert_close,
     backward_numpy,
-    simd_path_fixture,  # noqa: F401 - registers the simd_path fixture
+    finite_diff,
     torch_f64,
+    torch_focal,
 )
 
-import xent  # noqa: E402
+import xent
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -32,34 +28,6 @@ def make(rng, shape, c, dtype, n_ignore=1, scale=3.0):
     if n_ignore and t.size:
         t.reshape(-1)[rng.choice(t.size, size=min(n_ignore, t.size), replace=False)] = IGN
     return x, t
-
-
-def torch_focal(x, t, gamma, alpha, reduction, grad_output=None):
-    """Reference: the formula in torch float64 with autograd; returns (loss, grad)."""
-    c = x.shape[-1]
-    xt = torch_f64(x.reshape(-1, c), requires_grad=True)
-    tt = torch.tensor(t.reshape(-1))
-    keep = tt != IGN
-    idx = torch.where(keep, tt, torch.zeros_like(tt))
-    lpt = F.log_softmax(xt, -1).gather(1, idx[:, None])[:, 0]
-    p = lpt.exp()
-    if alpha is None:
-        a = torch.ones_like(lpt)
-    elif np.ndim(alpha) == 0:
-        a = torch.full_like(lpt, float(alpha))
-    else:
-        a = torch_f64(alpha)[idx]
-    el = torch.where(keep, -a * (1 - p) ** gamma * lpt, torch.zeros_like(lpt))
-    if reduction == "none":
-        loss = el
-    elif reduction == "sum":
-        loss = el.sum()
-    else:
-        loss = el.sum() / keep.sum()
-    go = 1.0 if grad_output is None else np.asarray(grad_output, np.float64).reshape(-1)
-    g = backward_numpy(loss, xt, reduction, go)
-    lv = loss.detach().numpy()
-    return (lv.reshape(t.shape) if reduction == "none" else lv), g.reshape(x.shape)
 
 
 def alpha_value(kind, c, rng):
@@ -135,7 +103,7 @@ def test_gamma0_is_cross_entropy(dtype, reduction):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("c", [1, 2, 7, 8, 9, 16, 17, 31, 33, 65, 1025])
-def test_simd_paths(simd_path, dtype, c):
+def test_simd_paths(simd, dtype, c):
     rng = np.random.default_rng(c)
     x, t = make(rng, (5,), c, dtype)
     alpha = rng.uniform(0.2, 1.0, size=c)
@@ -352,16 +320,6 @@ def test_out_overlapping_other_inputs():
     np.testing.assert_array_equal(got, want)
 
 
-def _fd_grad(f, x, h=1e-4):
-    """4th-order central finite differences of a scalar function (float64)."""
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[i] = h
-        g[i] = (-f(x + 2 * e) + 8 * f(x + e) - 8 * f(x - e) + f(x - 2 * e)) / (12 * h)
-    return g
-
-
 def test_gradients_vs_finite_differences():
     """Closed-form gradients of every variant against finite differences (no torch)."""
     rng = np.random.default_rng(14)
@@ -383,9 +341,9 @@ def test_gradients_vs_finite_differences():
          xent.binary_cross_entropy_with_logits_grad(x, soft, pos_weight=pw)),
     ]
     for f, g in cases:
-        np.testing.assert_allclose(g, _fd_grad(f, x), rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(g, finite_diff(f, x), rtol=1e-8, atol=1e-10)
     p = rng.uniform(0.05, 0.95, x.shape)
     np.testing.assert_allclose(
         xent.binary_cross_entropy_grad(p, soft, reduction="sum"),
-        _fd_grad(lambda z: xent.binary_cross_entropy(z, soft, reduction="sum"), p, h=1e-5),
+        finite_diff(lambda z: xent.binary_cross_entropy(z, soft, reduction="sum"), p, h=1e-5),
         rtol=1e-7, atol=1e-9)

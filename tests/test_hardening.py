@@ -9,8 +9,8 @@
 7. Read-only empty input, numeric strings as options, big-endian input, masked arrays.
 
 Expected values come from the same call on ``.copy()``'d arguments (the overlap policy:
-NumPy ufunc semantics), from the NumPy float64 reference of tests/_fuzz_reference.py,
-or from PyTorch.  Scenarios that crash or hang today run in a child interpreter
+NumPy ufunc semantics), from the NumPy float64 reference (benchmarks/reference.py), or from
+PyTorch.  Scenarios that crash or hang today run in a child interpreter
 (tests/_hardening_child.py) with a timeout.
 """
 
@@ -20,12 +20,13 @@ import inspect
 import os
 import sys
 
-import _fuzz_reference as ref
 import _hardening_child as child
 import numpy as np
 import pytest
+from helpers import Arena, assert_close, assert_same
 
 import xent
+from benchmarks import reference as ref
 from xent._kernels import _core
 
 OPENMP = xent.openmp_enabled()
@@ -70,27 +71,6 @@ def test_gh14_fork_after_a_thread_team():
 # ---------------------------------------------------------------------------- 4. overlaps
 
 
-class _Arena:
-    """One zeroed, 64-byte aligned byte buffer; arrays are views at element offsets."""
-
-    def __init__(self, nbytes: int):
-        raw = np.zeros(nbytes + 64, dtype=np.uint8)
-        start = (-raw.ctypes.data) % 64
-        self.buf = raw[start:start + nbytes]
-
-    def at(self, offset: int, shape, dtype) -> np.ndarray:
-        """Array of `shape` starting `offset` elements of `dtype` into the arena."""
-        dt = np.dtype(dtype)
-        lo = offset * dt.itemsize
-        size = int(np.prod(shape)) * dt.itemsize
-        assert lo + size <= self.buf.size
-        return self.buf[lo:lo + size].view(dt).reshape(shape)
-
-    def span(self, arr: np.ndarray) -> tuple:
-        lo = arr.ctypes.data - self.buf.ctypes.data
-        return lo, lo + arr.nbytes
-
-
 def _logits(rng, shape, dt):
     return (rng.standard_normal(shape) * 3).astype(dt)
 
@@ -120,14 +100,14 @@ class _Case:
 
 def _two_rows(dt, n, c, out_first: bool):
     """(operand, out) as two (n, c) views of one (n + 1, c) arena, one row apart."""
-    a = _Arena((n + 1) * c * np.dtype(dt).itemsize)
+    a = Arena((n + 1) * c * np.dtype(dt).itemsize)
     big = a.at(0, (n + 1, c), dt)
     return (big[1:], big[:-1], a) if out_first else (big[:-1], big[1:], a)
 
 
 def _head(dt, n, c, shape):
     """(operand of `shape`, out (n, c)) with the operand at the start of out."""
-    a = _Arena(n * c * np.dtype(dt).itemsize)
+    a = Arena(n * c * np.dtype(dt).itemsize)
     return a.at(0, shape, dt), a.at(0, (n, c), dt), a
 
 
@@ -163,7 +143,7 @@ def _class_target_case(fn, what):
             x, out, a = _two_rows(dt, n, c, out_first=what == "logits_prev_row")
             x[...] = _logits(rng, (n, c), dt)
         elif what in ("vector_in_logits", "sample_weight_in_logits"):
-            a = _Arena(n * c * np.dtype(dt).itemsize)
+            a = Arena(n * c * np.dtype(dt).itemsize)
             x = out = a.at(0, (n, c), dt)  # the in-place form
             x[...] = _logits(rng, (n, c), dt)
             if what == "vector_in_logits":
@@ -213,7 +193,7 @@ def _elementwise_case(fn, what):
                 go, out, a = _two_rows(dt, n, c, out_first=False)
                 go[...] = rng.uniform(-2.0, 2.0, (n, c))
         elif what == "weight_in_logits":
-            a = _Arena(n * c * np.dtype(dt).itemsize)
+            a = Arena(n * c * np.dtype(dt).itemsize)
             x = out = a.at(0, (n, c), dt)
             x[...] = first(rng, (n, c), dt)
             kw["pos_weight" if "with_logits" in fn else "weight"] = x[n // 2]
@@ -231,7 +211,7 @@ def _primitive_case(fn, what):
         kw = {"num_threads": nt}
         if fn == "logsumexp":
             rows, cols = (n, c) if c >= n else (c, n)  # out = x[-1, :rows] needs cols >= rows
-            a = _Arena(rows * cols * np.dtype(dt).itemsize)
+            a = Arena(rows * cols * np.dtype(dt).itemsize)
             x = a.at(0, (rows, cols), dt)
             x[...] = _logits(rng, (rows, cols), dt)
             out = x[-1, :rows] if what == "out_in_last_row" else x.reshape(-1)[:rows]
@@ -292,18 +272,6 @@ def _copy(v):
     return v.copy() if isinstance(v, np.ndarray) else v
 
 
-def _assert_same(got, exp, what):
-    got, exp = np.asarray(got), np.asarray(exp)
-    assert got.shape == exp.shape and got.dtype == exp.dtype, (what, got.shape, exp.shape,
-                                                               got.dtype, exp.dtype)
-    if got.ndim == 0:  # a reduction: to rounding
-        rtol = 1e-6 if got.dtype == np.float32 else 1e-13
-        np.testing.assert_allclose(got, exp, rtol=rtol, atol=0, err_msg=what)
-    else:
-        bad = ~((got == exp) | (np.isnan(got) & np.isnan(exp)))
-        assert not bad.any(), f"{what}: {int(bad.sum())} of {bad.size} values differ"
-
-
 @pytest.mark.parametrize("size", list(OVERLAP_SIZES))
 @pytest.mark.parametrize("fn, what, build", OVERLAP_CASES,
                          ids=[f"{f}-{w}" for f, w, _ in OVERLAP_CASES])
@@ -320,13 +288,10 @@ def test_gh14_out_overlapping_other_operands(fn, what, build, size, dtype):
     grad = got[1] if isinstance(got, tuple) else got
     assert grad is case.out, "the result is not `out`"
     if isinstance(got, tuple):
-        _assert_same(got[0], expected[0], "loss")
+        assert_same(got[0], expected[0], "loss", rounding=True)
         expected = expected[1]
-    _assert_same(grad, expected, "result")
-    lo, hi = case.arena.span(case.out)
-    buf = case.arena.buf
-    assert np.array_equal(buf[:lo], arena_before[:lo]) and np.array_equal(
-        buf[hi:], arena_before[hi:]), "memory outside `out` was modified"
+    assert_same(grad, expected, "result", rounding=True)
+    case.arena.assert_unchanged_outside(arena_before, case.out)
 
 
 # ---------------------------------------------------------------------------- 5. z-loss
@@ -366,19 +331,14 @@ def test_gh14_zero_z_loss_is_not_nan_for_huge_finite_logits(simd, dtype, reducti
         x64 = x.astype(np.float64)
         shifted = x64 - x64.max(axis=1, keepdims=True)
         rkw = {k: v for k, v in kw.items() if k != "z_loss"}
-        rows, grows, denom = ref.cross_entropy(shifted, t, **rkw)
-        exp_loss = ref.reduce_loss(rows, reduction, denom)
-        exp_grad = grows * ref.grad_scale(reduction, 1.0, denom, (n,))[:, None]
+        exp_loss, exp_grad = ref.cross_entropy_and_grad(shifted, t, reduction=reduction, **rkw)
         loss, grad = xent.cross_entropy_and_grad(x, t, reduction=reduction, **kw)
         loss_only = xent.cross_entropy(x, t, reduction=reduction, **kw)
-        rtol = 1e-5 if dtype == np.float32 else 1e-12
         for got, what in ((loss, "cross_entropy_and_grad loss"), (loss_only, "cross_entropy")):
             assert np.all(np.isfinite(got)), f"C={c}: {what} is not finite: {got}"
-            np.testing.assert_allclose(np.asarray(got, np.float64), exp_loss, rtol=rtol,
-                                       atol=0, err_msg=f"C={c} {what}")
+            assert_close(got, exp_loss, dtype, scale=0.0, err_msg=f"C={c} {what}")
         assert np.all(np.isfinite(grad)), f"C={c}: gradient not finite"
-        np.testing.assert_allclose(grad, exp_grad, rtol=rtol, atol=rtol * 1e-3,
-                                   err_msg=f"C={c} gradient")
+        assert_close(grad, exp_grad, dtype, scale=1e-3, err_msg=f"C={c} gradient")
 
 
 def test_gh14_zero_z_loss_matches_torch(simd):
@@ -411,7 +371,7 @@ def test_gh14_zero_z_loss_matches_torch(simd):
 def _public_functions_with_num_threads():
     out = []
     for name in xent.__all__:
-        f = getattr(xent, name, None)
+        f = getattr(xent, name)  # a name in __all__ must exist
         if callable(f) and not isinstance(f, type) and (
                 "num_threads" in inspect.signature(f).parameters):
             out.append(name)
@@ -464,17 +424,6 @@ def test_gh14_num_threads_validated(name):
             if g is not None:
                 np.testing.assert_allclose(np.asarray(g, np.float64), np.asarray(w, np.float64),
                                            rtol=1e-12, atol=0, err_msg=f"num_threads={n!r}")
-
-
-@pytest.fixture
-def restore_threads():
-    before = xent.get_num_threads()
-    th = sys.modules.get("xent._threads")
-    saved = getattr(th, "_default_threads", None)
-    yield
-    xent.set_num_threads(before)
-    if th is not None and hasattr(th, "_default_threads"):
-        th._default_threads = saved
 
 
 def _cap():

@@ -1,7 +1,7 @@
 """Arrays of more than 2**31 elements (64-bit indexing in every kernel).
 
-Slow and memory hungry (~8.6 GB): skipped unless ``XENT_RUN_SLOW=1`` (no conftest
-needed) and unless enough memory is available.  Run with
+Slow and memory hungry (~8.6 GB): skipped unless ``XENT_RUN_SLOW=1`` (conftest.py) and
+unless enough memory is available.  Run with
 ``XENT_RUN_SLOW=1 python -m pytest -m slow tests/test_huge.py``.
 """
 
@@ -13,15 +13,12 @@ import numpy as np
 import pytest
 
 import xent
+from benchmarks import reference as ref
 
 N, C = 2**16 + 1, 2**15  # N * C = 2**31 + 2**15 float32 elements (8.6 GB)
 CHUNK = 2048
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get("XENT_RUN_SLOW") != "1",
-                       reason="huge-array test; set XENT_RUN_SLOW=1 to run"),
-]
+pytestmark = pytest.mark.slow  # conftest: skipped unless XENT_RUN_SLOW=1
 
 
 def _available_bytes() -> int:
@@ -36,14 +33,6 @@ def _available_bytes() -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return 0
-
-
-def _ref_rows(xc: np.ndarray, tc: np.ndarray):
-    """float64 per-row logsumexp and CE loss for a chunk of rows."""
-    x64 = xc.astype(np.float64)
-    m = x64.max(axis=1)
-    lse = m + np.log(np.exp(x64 - m[:, None]).sum(axis=1))
-    return lse, lse - x64[np.arange(len(tc)), tc]
 
 
 def test_more_than_2_31_elements():
@@ -66,7 +55,8 @@ def test_more_than_2_31_elements():
     ref_sum = 0.0
     for s in range(0, N, CHUNK):
         e = min(s + CHUNK, N)
-        r_lse, r_loss = _ref_rows(x[s:e], t[s:e])
+        r_lse = ref.logsumexp(x[s:e])
+        r_loss = ref.cross_entropy(x[s:e], t[s:e], reduction="none")
         # float32 contract: absolute part scaled by the magnitude involved (the row's lse)
         scale = max(np.abs(r_lse).max(), np.abs(r_loss).max(), 1.0)
         np.testing.assert_allclose(lse[s:e], r_lse, rtol=1e-5, atol=1e-5 * scale)
@@ -80,7 +70,5 @@ def test_more_than_2_31_elements():
     assert g is x
     np.testing.assert_allclose(loss2, mean, rtol=1e-6)
     for rows, idx in ((head, np.arange(3)), (tail, np.arange(N - 3, N))):
-        p = np.exp(rows - rows.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        p[np.arange(3), t[idx]] -= 1.0
-        np.testing.assert_allclose(g[idx], p / N, rtol=1e-4, atol=1e-6 / N)
+        want = ref.cross_entropy_grad(rows, t[idx], reduction="sum") / N
+        np.testing.assert_allclose(g[idx], want, rtol=1e-4, atol=1e-6 / N)

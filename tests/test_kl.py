@@ -2,48 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
+from helpers import DTYPES, assert_close, torch_f64, torch_kl
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from variants_support import (  # noqa: E402
-    DTYPES,
-    assert_close,
-    backward_numpy,
-    simd_path_fixture,  # noqa: F401 - registers the simd_path fixture
-    torch_f64,
-)
-
-import xent  # noqa: E402
+import xent
+from benchmarks import reference
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 KL_REDUCTIONS = ["batchmean", "mean", "sum", "none"]
-
-
-def ref(s, t, temperature, reduction, grad_output=1.0, native=False):
-    """torch reference; "batchmean" divides by the product of the leading axes and "none"
-    sums the elementwise terms over the class axis (the contract's definitions)."""
-    c = s.shape[-1]
-    st = (torch.tensor(s) if native else torch_f64(s)).requires_grad_(True)
-    tt = torch.tensor(t) if native else torch_f64(t)
-    el = F.kl_div(F.log_softmax(st.reshape(-1, c) / temperature, -1),
-                  F.softmax(tt.reshape(-1, c) / temperature, -1), reduction="none")
-    el = el * temperature**2
-    if reduction == "none":
-        loss = el.sum(-1).reshape(s.shape[:-1])
-    elif reduction == "sum":
-        loss = el.sum()
-    elif reduction == "mean":
-        loss = el.mean()
-    else:
-        loss = el.sum() / (s.size // c)
-    g = backward_numpy(loss, st, reduction, grad_output)
-    return loss.detach().numpy(), g
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -53,7 +22,7 @@ def test_matches_torch(dtype, temperature, reduction):
     rng = np.random.default_rng(21)
     s = (rng.standard_normal((9, 13)) * 3).astype(dtype)
     t = (rng.standard_normal((9, 13)) * 3).astype(dtype)
-    want, want_g = ref(s, t, temperature, reduction)
+    want, want_g = torch_kl(s, t, temperature, reduction)
     kw = dict(temperature=temperature, reduction=reduction)
     loss = xent.kl_div_with_logits(s, t, **kw)
     grad = xent.kl_div_with_logits_grad(s, t, **kw)
@@ -88,11 +57,11 @@ def test_grad_output_and_leading_axes(dtype):
     s = rng.standard_normal((2, 3, 6)).astype(dtype)
     t = rng.standard_normal((2, 3, 6)).astype(dtype)
     go = rng.standard_normal((2, 3))
-    want, want_g = ref(s, t, 1.5, "none", go)
+    want, want_g = torch_kl(s, t, 1.5, "none", go)
     assert_close(xent.kl_div_with_logits(s, t, temperature=1.5, reduction="none"), want, dtype)
     assert_close(xent.kl_div_with_logits_grad(s, t, go, temperature=1.5, reduction="none"),
                  want_g, dtype)
-    _, want_g = ref(s, t, 1.5, "batchmean", 0.25)
+    _, want_g = torch_kl(s, t, 1.5, "batchmean", 0.25)
     assert_close(xent.kl_div_with_logits_grad(s, t, 0.25, temperature=1.5), want_g, dtype)
     with pytest.raises(ValueError, match="grad_output must be a scalar"):
         xent.kl_div_with_logits_grad(s, t, go)
@@ -100,11 +69,11 @@ def test_grad_output_and_leading_axes(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("c", [1, 2, 7, 8, 9, 16, 17, 33, 65, 2049, 4100])
-def test_simd_paths(simd_path, dtype, c):
+def test_simd_paths(simd, dtype, c):
     rng = np.random.default_rng(c)
     s = (rng.standard_normal((3, c)) * 4).astype(dtype)
     t = (rng.standard_normal((3, c)) * 4).astype(dtype)
-    want, want_g = ref(s, t, 2.0, "none")
+    want, want_g = torch_kl(s, t, 2.0, "none")
     loss, grad = xent.kl_div_with_logits_and_grad(s, t, temperature=2.0, reduction="none")
     assert_close(loss, want, dtype)
     assert_close(grad, want_g, dtype)
@@ -124,7 +93,7 @@ def test_nonfinite_like_torch(dtype):
                   [-np.inf, 0.0, 3.0],
                   [1.0, 0.0, 0.0],
                   [1.0, 0.0, 0.0]], dtype)
-    want, want_g = ref(s, t, 1.0, "none", native=True)
+    want, want_g = torch_kl(s, t, 1.0, "none", native=True)
     loss, grad = xent.kl_div_with_logits_and_grad(s, t, reduction="none")
     np.testing.assert_array_equal(np.isnan(loss), np.isnan(want))
     np.testing.assert_array_equal(np.isinf(loss), np.isinf(want))
@@ -223,3 +192,16 @@ def test_readonly_and_noncontiguous_inputs():
     np.testing.assert_array_equal(xent.binary_cross_entropy_and_grad(p, p)[1],
                                   xent.binary_cross_entropy_and_grad(p.copy(), p.copy())[1])
     np.testing.assert_array_equal(big, before)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "KL of nearly equal distributions is a difference of O(1) log-probabilities: "
+    "float32 results ~1e-6 come out a few % off (float64: ~1e-10 relative), not within "
+    "API.md's tolerance of the result's magnitude"))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nearly_equal_distributions_relative_accuracy(dtype):
+    rng = np.random.default_rng(0)
+    s = (rng.standard_normal((4, 50)) * 3).astype(dtype)
+    t = (s + rng.standard_normal((4, 50)) * 1e-3).astype(dtype)
+    assert_close(xent.kl_div_with_logits(s, t, reduction="none"),
+                 reference.kl_div_with_logits(s, t, reduction="none"), dtype)

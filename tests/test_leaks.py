@@ -64,23 +64,19 @@ def _workload():
         (ValueError, lambda: xent.softmax(x32, out=np.empty((1, 7), np.float32))),
         (ValueError, lambda: xent.cross_entropy(x32, t32[:3])),
     ]
-    fam = {
-        "focal_loss_and_grad": lambda f: f(x32, t32),
-        "binary_cross_entropy_with_logits_and_grad": lambda f: f(x64, np.full_like(x64, 0.3)),
-        "sigmoid_focal_loss": lambda f: f(x32, np.zeros_like(x32)),
-        "kl_div_with_logits_and_grad": lambda f: f(x32, x32[::-1].copy()),
-        "binary_cross_entropy": lambda f: f(np.full((3, 2), 0.4), np.full((3, 2), 0.5)),
-        "expected_calibration_error": lambda f: f(x32, t32),
-        "token_scores": lambda f: f(x32, t32, top_k=3),
-    }
-    for name, mk in fam.items():
-        fn = getattr(xent, name, None)
-        if fn is not None:
-            calls.append(lambda fn=fn, mk=mk: mk(fn))
-    for name in ("focal_loss", "token_scores"):
-        fn = getattr(xent, name, None)
-        if fn is not None:
-            errors.append((IndexError, lambda fn=fn: fn(x32, bad)))
+    calls += [
+        lambda: xent.focal_loss_and_grad(x32, t32),
+        lambda: xent.binary_cross_entropy_with_logits_and_grad(x64, np.full_like(x64, 0.3)),
+        lambda: xent.sigmoid_focal_loss(x32, np.zeros_like(x32)),
+        lambda: xent.kl_div_with_logits_and_grad(x32, x32[::-1].copy()),
+        lambda: xent.binary_cross_entropy(np.full((3, 2), 0.4), np.full((3, 2), 0.5)),
+        lambda: xent.expected_calibration_error(x32, t32),
+        lambda: xent.token_scores(x32, t32, top_k=3),
+    ]
+    errors += [
+        (IndexError, lambda: xent.focal_loss(x32, bad)),
+        (IndexError, lambda: xent.token_scores(x32, bad)),
+    ]
 
     def wrap(exc, f):
         def g():

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _ce_fixtures import (
-    assert_close,
-    make_targets,
-    torch_ce,
-    torch_nll,
-)
+from helpers import DTYPES, REDUCTIONS, assert_close, make_targets, torch_ce, torch_nll
 
 import xent
 
 pytest.importorskip("torch")
-
-DTYPES = [np.float32, np.float64]
-REDUCTIONS = ["mean", "sum", "none"]
 
 
 def _log_probs(rng, shape, dtype):

@@ -2,50 +2,26 @@
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from helpers import (
+    assert_close,
+    torch_ce_ext,
+    torch_focal_loss,
+    torch_kl_div_with_logits,
+    torch_sigmoid_focal_loss,
+)
 
 import xent
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
-xt = pytest.importorskip("xent.torch")
+import xent.torch as xt  # noqa: E402 (needs torch; a broken adapter fails, never skips)
 
 pytestmark = pytest.mark.torch
-
-HAS = {name: hasattr(xent, name) for name in
-       ("focal_loss", "binary_cross_entropy_with_logits", "sigmoid_focal_loss",
-        "kl_div_with_logits")}
-
-
-def needs(name):
-    return pytest.mark.skipif(not HAS[name], reason=f"xent.{name} is not implemented yet")
-
-
-# Tolerances: float64 ~1e-12 relative, float32 ~1e-5 relative (API.md), the absolute part
-# scaled by the largest magnitude in the expected tensor. float16/bfloat16: the result is
-# rounded once to the storage type (xent) vs PyTorch's half arithmetic, so a few units of
-# the format's epsilon (2**-10, 2**-7).
-RTOL = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 4 * 2.0**-10,
-        torch.bfloat16: 4 * 2.0**-7}
-
-
-def assert_close(actual, expected, dtype=None):
-    dtype = dtype or expected.dtype
-    assert actual.dtype == expected.dtype
-    assert actual.shape == expected.shape
-    a = actual.detach().double()
-    e = expected.detach().double()
-    scale = float(e.abs().max()) if e.numel() and torch.isfinite(e).all() else 1.0
-    # Floor 1e-2: an all-zero expected gradient (one class, full smoothing) is a
-    # cancellation of O(1) terms, so its absolute error is O(eps), not 0.
-    rtol = RTOL[dtype]
-    torch.testing.assert_close(a, e, rtol=rtol, atol=rtol * max(scale, 1e-2), equal_nan=True)
-
 
 def grads(loss, x, go):
     (g,) = torch.autograd.grad(loss, x, go)
@@ -180,13 +156,7 @@ def test_ce_z_loss_and_softcap_extensions(layout, reduction):
         t.view(-1)[0] = -100
     z, cap = 1e-2, 3.0
     loss = xt.CrossEntropyLoss(reduction=reduction, z_loss=z, softcap=cap)(x, t)
-    # reference from the formulas in API.md, in PyTorch
-    xc = cap * torch.tanh(x / cap)
-    rows = F.cross_entropy(xc, t, reduction="none")
-    valid = t != -100
-    lse = torch.logsumexp(xc, cdim)
-    rows = rows + torch.where(valid, z * lse**2, torch.zeros_like(lse))
-    ref = {"none": rows, "sum": rows.sum(), "mean": rows.sum() / valid.sum()}[reduction]
+    ref = torch_ce_ext(x, t, z, cap, reduction=reduction)
     assert_close(loss, ref)
     go = torch.randn_like(ref)
     assert_close(grads(loss, x, go), grads(ref, x, go))
@@ -638,58 +608,9 @@ def test_training_follows_torch_loss_curve(kwargs, one_torch_thread):
 
 
 # --------------------------------------------------------------------------- variants
-# References written in PyTorch from the formulas in API.md.
+# References: helpers' torch formulas of API.md.
 
 
-def ref_focal(x, t, gamma=2.0, alpha=None, ignore_index=-100, reduction="mean"):
-    if x.dim() == 1:
-        x, t = x.unsqueeze(0), t.reshape(1)
-        out = ref_focal(x, t, gamma, alpha, ignore_index, reduction)
-        return out.squeeze(0) if reduction == "none" else out
-    logp = F.log_softmax(x, 1)
-    valid = t != ignore_index
-    tt = torch.where(valid, t, torch.zeros_like(t))
-    logpt = logp.gather(1, tt.unsqueeze(1)).squeeze(1)
-    pt = logpt.exp()
-    if alpha is None:
-        a = 1.0
-    elif isinstance(alpha, torch.Tensor):
-        a = alpha[tt]
-    else:
-        a = alpha
-    loss = -a * (1 - pt) ** gamma * logpt
-    loss = torch.where(valid, loss, torch.zeros_like(loss))
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return loss.sum()
-    return loss.sum() / valid.sum()
-
-
-def ref_sigmoid_focal(x, y, alpha=0.25, gamma=2.0, reduction="none"):
-    """torchvision.ops.sigmoid_focal_loss."""
-    p = torch.sigmoid(x)
-    ce = F.binary_cross_entropy_with_logits(x, y, reduction="none")
-    p_t = p * y + (1 - p) * (1 - y)
-    loss = ce * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
-    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
-
-
-def ref_kl(s, t, temperature=1.0, reduction="batchmean"):
-    terms = F.kl_div(F.log_softmax(s / temperature, -1), F.softmax(t / temperature, -1),
-                     reduction="none") * temperature**2
-    if reduction == "none":
-        return terms.sum(-1)
-    if reduction == "sum":
-        return terms.sum()
-    if reduction == "mean":
-        return terms.mean()
-    return terms.sum() / math.prod(s.shape[:-1])
-
-
-@needs("focal_loss")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("layout", ["NC", "NCd", "NCdd", "C"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -705,7 +626,7 @@ def test_focal_matches_reference(dtype, layout, reduction, opts):
     if kw.get("alpha") == "vec":
         kw["alpha"] = torch.rand(c, dtype=dtype)
     loss = xt.focal_loss(x, t, reduction=reduction, **kw)
-    ref = ref_focal(x, t, reduction=reduction, **kw)
+    ref = torch_focal_loss(x, t, reduction=reduction, **kw)
     assert_close(loss, ref)
     go = torch.randn_like(ref)
     assert_close(grads(loss, x, go), grads(ref, x, go))
@@ -713,7 +634,6 @@ def test_focal_matches_reference(dtype, layout, reduction, opts):
     assert_close(mod(x, t), ref)
 
 
-@needs("focal_loss")
 def test_focal_gamma0_equals_cross_entropy_and_gradcheck():
     x = torch.randn(3, 4, 2, dtype=torch.float64, requires_grad=True)
     t = torch.randint(0, 4, (3, 2))
@@ -721,19 +641,17 @@ def test_focal_gamma0_equals_cross_entropy_and_gradcheck():
     assert torch.autograd.gradcheck(lambda z: xt.focal_loss(z, t, reduction="none"), (x,))
 
 
-@needs("focal_loss")
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
 def test_focal_half_dtypes(dtype):
     x = torch.randn(6, 5).to(dtype).requires_grad_()
     t = torch.randint(0, 5, (6,))
     x32 = x.detach().float().requires_grad_()
-    loss, ref = xt.focal_loss(x, t), ref_focal(x32, t)
+    loss, ref = xt.focal_loss(x, t), torch_focal_loss(x32, t)
     assert_close(loss, ref.to(dtype))
     assert_close(grads(loss, x, torch.tensor(1.0, dtype=dtype)),
                  grads(ref, x32, torch.tensor(1.0)).to(dtype))
 
 
-@needs("binary_cross_entropy_with_logits")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("shape", [(7,), (5, 4), (2, 3, 4)])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -753,7 +671,6 @@ def test_bce_matches_torch(dtype, shape, reduction, opts):
     assert_close(grads(loss, x, go), grads(ref, x, go))
 
 
-@needs("binary_cross_entropy_with_logits")
 def test_bce_gradcheck_and_half():
     x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     y = torch.rand(4, 3, dtype=torch.float64)
@@ -771,7 +688,6 @@ def test_bce_gradcheck_and_half():
         assert xh.grad.dtype == dtype
 
 
-@needs("sigmoid_focal_loss")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 @pytest.mark.parametrize("alpha", [0.25, -1.0])
@@ -779,20 +695,18 @@ def test_sigmoid_focal_matches_torchvision_formula(dtype, reduction, alpha):
     x = torch.randn(6, 5, dtype=dtype, requires_grad=True)
     y = (torch.rand(6, 5) > 0.5).to(dtype)
     loss = xt.sigmoid_focal_loss(x, y, alpha=alpha, reduction=reduction)
-    ref = ref_sigmoid_focal(x, y, alpha=alpha, reduction=reduction)
+    ref = torch_sigmoid_focal_loss(x, y, alpha=alpha, reduction=reduction)
     assert_close(loss, ref)
     go = torch.randn_like(ref)
     assert_close(grads(loss, x, go), grads(ref, x, go))
 
 
-@needs("sigmoid_focal_loss")
 def test_sigmoid_focal_gradcheck():
     x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
     y = (torch.rand(3, 4) > 0.5).double()
     assert torch.autograd.gradcheck(lambda z: xt.sigmoid_focal_loss(z, y), (x,))
 
 
-@needs("kl_div_with_logits")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("shape", [(5, 7), (2, 3, 4), (6,)])
 @pytest.mark.parametrize("reduction", ["batchmean", "mean", "sum", "none"])
@@ -800,13 +714,12 @@ def test_kl_div_matches_reference(dtype, shape, reduction):
     s = torch.randn(shape, dtype=dtype, requires_grad=True)
     t = torch.randn(shape, dtype=dtype)
     loss = xt.kl_div_with_logits(s, t, temperature=2.0, reduction=reduction)
-    ref = ref_kl(s, t, temperature=2.0, reduction=reduction)
+    ref = torch_kl_div_with_logits(s, t, temperature=2.0, reduction=reduction)
     assert_close(loss, ref)
     go = torch.randn_like(ref)
     assert_close(grads(loss, s, go), grads(ref, s, go))
 
 
-@needs("kl_div_with_logits")
 def test_kl_div_gradcheck_and_teacher_constant():
     s = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
     t = torch.randn(3, 4, dtype=torch.float64)
@@ -864,15 +777,15 @@ def _standin(ref, nargs_lead):
 def _focal_last(x, t, **kw):
     # stand-in layout: classes last -> the reference's classes-on-dim-1
     c = x.shape[-1]
-    out = ref_focal(x.reshape(-1, c), t.reshape(-1), **kw)
+    out = torch_focal_loss(x.reshape(-1, c), t.reshape(-1), **kw)
     return out.reshape(t.shape) if kw.get("reduction") == "none" else out
 
 
 STANDINS = {
     "focal_loss": _focal_last,
     "binary_cross_entropy_with_logits": F.binary_cross_entropy_with_logits,
-    "sigmoid_focal_loss": ref_sigmoid_focal,
-    "kl_div_with_logits": ref_kl,
+    "sigmoid_focal_loss": torch_sigmoid_focal_loss,
+    "kl_div_with_logits": torch_kl_div_with_logits,
 }
 
 
@@ -900,7 +813,7 @@ def test_plumbing_focal(standin, dtype, layout, reduction):
     alpha = torch.rand(c)
     x64 = x.detach().double().requires_grad_()
     loss = xt.FocalLoss(gamma=1.5, alpha=alpha, reduction=reduction)(x, t)
-    ref = ref_focal(x64, t, gamma=1.5, alpha=alpha.double(), reduction=reduction)
+    ref = torch_focal_loss(x64, t, gamma=1.5, alpha=alpha.double(), reduction=reduction)
     assert_close(loss, ref.to(dtype))
     go = torch.randn_like(ref)
     assert_close(grads(loss, x, go.to(dtype)), grads(ref, x64, go).to(dtype))
@@ -926,7 +839,7 @@ def test_plumbing_binary(standin, dtype, reduction):
     go = torch.randn_like(ref)
     assert_close(grads(loss, x, go.to(dtype)), grads(ref, x64, go).to(dtype))
     loss = xt.sigmoid_focal_loss(x, y, alpha=0.3, gamma=1.0, reduction=reduction)
-    ref = ref_sigmoid_focal(x64, y.double(), alpha=0.3, gamma=1.0, reduction=reduction)
+    ref = torch_sigmoid_focal_loss(x64, y.double(), alpha=0.3, gamma=1.0, reduction=reduction)
     assert_close(loss, ref.to(dtype))
     assert_close(grads(loss, x, go.to(dtype)), grads(ref, x64, go).to(dtype))
 
@@ -938,7 +851,7 @@ def test_plumbing_kl(standin, dtype, shape, reduction):
     s = torch.randn(shape, dtype=dtype, requires_grad=True)
     t = torch.randn(shape, dtype=dtype)
     loss = xt.kl_div_with_logits(s, t, temperature=2.0, reduction=reduction)
-    ref = ref_kl(s, t, temperature=2.0, reduction=reduction)
+    ref = torch_kl_div_with_logits(s, t, temperature=2.0, reduction=reduction)
     assert_close(loss, ref)
     go = torch.randn_like(ref)
     assert_close(grads(loss, s, go), grads(ref, s, go))
@@ -962,7 +875,8 @@ def test_plumbing_inplace_elementwise(standin):
 
 def test_lab_torch_adapter_script_runs(capsys):
     """benchmarks/lab/torch_adapter.py (before/after and custom-op overhead) stays runnable."""
-    torch_adapter = pytest.importorskip("benchmarks.lab.torch_adapter")
+    from benchmarks.lab import torch_adapter  # the checkout root is on pytest's pythonpath
+
     n = torch.get_num_threads()
     try:
         small = ["--shapes", "2x50", "--threads", "1", "--rounds", "1", "--repeat", "1"]

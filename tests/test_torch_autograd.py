@@ -2,18 +2,23 @@
 retain_graph, and in-place gradients on views (issue 16).
 
 References are PyTorch's own losses (or, for xent's own losses, the formulas of
-API.md written with PyTorch ops), differentiated by PyTorch's autograd.
+API.md written with PyTorch ops: helpers.torch_*), differentiated by PyTorch's autograd.
 """
 
 from __future__ import annotations
 
-import math
-
 import pytest
+from helpers import (
+    torch_ce_ext,
+    torch_focal_loss,
+    torch_kl_div_with_logits,
+    torch_sigmoid_focal_loss,
+)
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
-xt = pytest.importorskip("xent.torch")
+import xent.torch as xt  # noqa: E402 (needs torch; a broken adapter fails, never skips)
+
 fwAD = torch.autograd.forward_ad
 
 pytestmark = [
@@ -34,55 +39,7 @@ def close(a, b, rtol=1e-10, atol=1e-12):
     torch.testing.assert_close(a, b, rtol=rtol, atol=atol, equal_nan=True)
 
 
-# --------------------------------------------------------------------------- references
-
-
-def ref_focal(x, t, gamma=2.0, alpha=None, ignore_index=-100, reduction="mean"):
-    """API.md's focal loss in PyTorch ops, classes on dim 1."""
-    logp = F.log_softmax(x, 1)
-    valid = t != ignore_index
-    tt = torch.where(valid, t, torch.zeros_like(t))
-    logpt = logp.gather(1, tt.unsqueeze(1)).squeeze(1)
-    a = 1.0 if alpha is None else (alpha[tt] if isinstance(alpha, torch.Tensor) else alpha)
-    loss = torch.where(valid, -a * (1 - logpt.exp()) ** gamma * logpt, torch.zeros_like(logpt))
-    return {"none": loss, "sum": loss.sum(), "mean": loss.sum() / valid.sum()}[reduction]
-
-
-def ref_sigmoid_focal(x, y, alpha=0.25, gamma=2.0, reduction="none"):
-    """torchvision.ops.sigmoid_focal_loss."""
-    p = torch.sigmoid(x)
-    ce = F.binary_cross_entropy_with_logits(x, y, reduction="none")
-    loss = ce * (1 - (p * y + (1 - p) * (1 - y))) ** gamma
-    if alpha >= 0:
-        loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
-    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
-
-
-def ref_kl(s, t, temperature=1.0, reduction="batchmean"):
-    terms = F.kl_div(F.log_softmax(s / temperature, -1), F.softmax(t / temperature, -1),
-                     reduction="none") * temperature**2
-    return {"none": terms.sum(-1), "sum": terms.sum(), "mean": terms.mean(),
-            "batchmean": terms.sum() / math.prod(s.shape[:-1])}[reduction]
-
-
-def ref_ce_ext(x, t, z_loss=0.0, softcap=None, **kw):
-    """API.md's z-loss and softcap on top of F.cross_entropy (classes on dim 1)."""
-    xc = x if softcap is None else softcap * torch.tanh(x / softcap)
-    rows = F.cross_entropy(xc, t, **{**kw, "reduction": "none"})
-    if z_loss:
-        ign = kw.get("ignore_index", -100)
-        valid = t != ign
-        w = kw["weight"][torch.where(valid, t, 0)] if kw.get("weight") is not None else 1.0
-        rows = rows + torch.where(valid, z_loss * w * torch.logsumexp(xc, 1) ** 2, 0.0)
-    red = kw.get("reduction", "mean")
-    if red == "none":
-        return rows
-    if red == "sum":
-        return rows.sum()
-    ign = kw.get("ignore_index", -100)
-    valid = t != ign
-    w = kw["weight"][torch.where(valid, t, 0)] if kw.get("weight") is not None else 1.0
-    return rows.sum() / (w * valid).sum()
+# --------------------------------------------------------------------------- cases
 
 
 # (id, xent call, PyTorch reference call, input factory) -- float64, reduction varies
@@ -113,16 +70,16 @@ def _cases():
             (f"ce-zloss-softcap-{red}",
              lambda z, r=red: xt.cross_entropy(z, t_ign, w, reduction=r, z_loss=0.1,
                                                softcap=2.0, label_smoothing=0.1),
-             lambda z, r=red: ref_ce_ext(z, t_ign, 0.1, 2.0, weight=w, reduction=r,
+             lambda z, r=red: torch_ce_ext(z, t_ign, 0.1, 2.0, weight=w, reduction=r,
                                          label_smoothing=0.1), x),
             (f"ce-zloss-{red}",
              lambda z, r=red: xt.cross_entropy(z, t, w, reduction=r, z_loss=0.3),
-             lambda z, r=red: ref_ce_ext(z, t, 0.3, weight=w, reduction=r), x),
+             lambda z, r=red: torch_ce_ext(z, t, 0.3, weight=w, reduction=r), x),
             (f"nll-{red}", lambda z, r=red: xt.nll_loss(z, t_ign, w, reduction=r),
              lambda z, r=red: F.nll_loss(z, t_ign, w, reduction=r), x),
             (f"focal-{red}",
              lambda z, r=red: xt.focal_loss(z, t_ign, gamma=1.5, alpha=w, reduction=r),
-             lambda z, r=red: ref_focal(z, t_ign, 1.5, w, reduction=r), x),
+             lambda z, r=red: torch_focal_loss(z, t_ign, 1.5, w, reduction=r), x),
             (f"bcel-{red}",
              lambda z, r=red: xt.binary_cross_entropy_with_logits(z, y, w, reduction=r,
                                                                   pos_weight=w),
@@ -132,13 +89,14 @@ def _cases():
              lambda z, r=red: F.binary_cross_entropy(z, y, w, reduction=r), p),
             (f"sigmoid-focal-{red}",
              lambda z, r=red: xt.sigmoid_focal_loss(z, (y > 0.5).double(), reduction=r),
-             lambda z, r=red: ref_sigmoid_focal(z, (y > 0.5).double(), reduction=r), x),
+             lambda z, r=red: torch_sigmoid_focal_loss(z, (y > 0.5).double(), reduction=r), x),
         ]
     for red in ("batchmean", "mean", "sum", "none"):
         cases.append((f"kl-3d-{red}",
                       lambda z, r=red: xt.kl_div_with_logits(z, teacher, temperature=2.0,
                                                              reduction=r),
-                      lambda z, r=red: ref_kl(z, teacher, 2.0, r), teacher * 0.5 + 0.1))
+                      lambda z, r=red: torch_kl_div_with_logits(z, teacher, 2.0, r),
+                      teacher * 0.5 + 0.1))
     cases += [
         ("log_softmax", lambda z: xt.log_softmax(z, 1), lambda z: F.log_softmax(z, 1), x),
         ("log_softmax-dim0", lambda z: xt.log_softmax(z, 0), lambda z: F.log_softmax(z, 0), x),
@@ -448,10 +406,10 @@ def test_focal_losses_second_order_for_every_gamma(gamma):
     y = (torch.rand(5, 4, dtype=D) > 0.5).double()
     for a in (None, 0.3):
         close(_hvp(lambda z, a=a: xt.focal_loss(z, t, gamma=gamma, alpha=a), x),
-              _hvp(lambda z, a=a: ref_focal(z, t, gamma, a), x))
+              _hvp(lambda z, a=a: torch_focal_loss(z, t, gamma, a), x))
     for a in (0.25, -1.0):
         close(_hvp(lambda z, a=a: xt.sigmoid_focal_loss(z, y, a, gamma, "sum"), x),
-              _hvp(lambda z, a=a: ref_sigmoid_focal(z, y, a, gamma, "sum"), x))
+              _hvp(lambda z, a=a: torch_sigmoid_focal_loss(z, y, a, gamma, "sum"), x))
 
 
 def _hvp(fn, x):
@@ -478,6 +436,6 @@ def test_float32_hvp_of_cross_entropy_is_accurate(kw, scale):
         (g,) = torch.autograd.grad(fn(z, t, **kk), z, create_graph=True)
         return torch.autograd.grad((g * v.to(dtype)).sum(), z)[0]
 
-    ref = hvp(lambda z, t, **k: ref_ce_ext(z, t, k.pop("z_loss", 0.0), **k), D)
+    ref = hvp(lambda z, t, **k: torch_ce_ext(z, t, k.pop("z_loss", 0.0), **k), D)
     got = hvp(xt.cross_entropy, torch.float32).double()
     assert (got - ref).abs().max() <= 1e-5 * ref.abs().max()

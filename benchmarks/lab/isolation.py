@@ -10,7 +10,8 @@ variable of glibc only takes effect at process start, hence worker processes.
 Under ``TUNED_ENV`` a process's heap never shrinks, and after PyTorch ran on
 500 MB inputs it has grown well beyond the memory in use (fragmentation); so
 in full mode every case whose input reaches ``BIG_BYTES`` gets a fresh worker
-(`plan`).
+(`plan`).  A library whose thread count is fixed when it starts (XLA's pool,
+JAX) needs one worker per thread count: ``plan(..., by_threads=True)``.
 """
 
 from __future__ import annotations
@@ -43,11 +44,19 @@ def child_env(tuned: bool) -> dict:
     return env
 
 
-def plan(cases: list, scale: str) -> list:
-    """Case ids grouped per worker process: big inputs alone in full mode, else one group."""
+def plan(cases: list, scale: str, by_threads: bool = False) -> list:
+    """Case ids grouped per worker process: big inputs alone in full mode, else one group.
+
+    `by_threads`: one group (or more) per thread count, in order of first
+    appearance; the ids then come out of case order (the runner puts the
+    results back in order).
+    """
+    if by_threads:
+        counts = dict.fromkeys(c.n_threads for c in cases)
+        return [g for n in counts for g in plan([c for c in cases if c.n_threads == n], scale)]
     groups, small = [], []
     for case in cases:
-        if scale == "full" and case.nbytes >= BIG_BYTES:
+        if scale in ("full", "rivals") and case.nbytes >= BIG_BYTES:
             if small:
                 groups.append(small)
                 small = []

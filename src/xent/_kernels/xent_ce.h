@@ -353,8 +353,11 @@ static double ce_row(const XENT_T *x, int64_t C, int64_t t, const XENT_T *q, dou
                 const int64_t pf_skip = XENT_PREFETCH_MAX_ROW_BYTES / (int64_t)sizeof(XENT_T);
                 const XENT_T *pf3 = (pf && C > pf_skip) ? pf + pf_skip : NULL;
                 const int64_t pf3_n = pf3 ? C - pf_skip : 0;
-                if (keep_exp) row_axpb(g, C, 0, m, k.a, k.b, w, g, 0, pf3, pf3_n);
-                else row_axpb(x, C, 1, m, k.a, k.b, w, g, stream, pf3, pf3_n);
+                if (keep_exp)
+                    row_axpb(g, C, XENT_SRC_EXP, m, k.a, k.b, w, g, XENT_STORE_CACHED, pf3, pf3_n);
+                else
+                    row_axpb(x, C, XENT_SRC_LOGITS, m, k.a, k.b, w, g,
+                             stream ? XENT_STORE_STREAM : XENT_STORE_CACHED, pf3, pf3_n);
                 g[t] = (XENT_T)k.gt;
             }
         }
@@ -614,8 +617,10 @@ static void ce_rows_split(const XENT_T *x, const int64_t *target, int64_t n_rows
             if (k == 0) loss_rows[r] = sw * kc.loss;
             if (gr && hi > lo) {
                 const XENT_T *v = a->weight ? a->weight + lo : NULL;
-                if (!stream) row_axpb(gr + lo, hi - lo, 0, m, kc.a, kc.b, v, gr + lo, 0, NULL, 0);
-                else row_axpb(xr + lo, hi - lo, 1, m, kc.a, kc.b, v, gr + lo, stream, NULL, 0);
+                if (!stream) row_axpb(gr + lo, hi - lo, XENT_SRC_EXP, m, kc.a, kc.b, v, gr + lo,
+                                       XENT_STORE_CACHED, NULL, 0);
+                else row_axpb(xr + lo, hi - lo, XENT_SRC_LOGITS, m, kc.a, kc.b, v, gr + lo,
+                              XENT_STORE_STREAM, NULL, 0);
                 if (t >= lo && t < hi) gr[t] = (XENT_T)kc.gt;
             }
         }

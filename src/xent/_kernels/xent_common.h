@@ -123,4 +123,12 @@ XENT_INLINE void xent_block_range(int64_t n, int parts, int k, int64_t *lo, int6
     *hi = *lo + q + (k < r ? 1 : 0);
 }
 
+/* What a row writer's source values are (row_axpb): exponentials already
+ * computed, or logits still to exponentiate as exp(x - m). */
+typedef enum { XENT_SRC_EXP = 0, XENT_SRC_LOGITS = 1 } xent_row_src;
+
+/* How a row writer stores: through the cache, or with non-temporal (streaming)
+ * stores for outputs too large to stay cached (xent_stream_output decides). */
+typedef enum { XENT_STORE_CACHED = 0, XENT_STORE_STREAM = 1 } xent_row_store;
+
 #endif /* XENT_COMMON_H */

@@ -121,7 +121,8 @@ int64_t XENT_FN(xent_focal_rows)(xent_focal_call *c)
             XENT_T *g = grad + i * n_cols;
             /* g_j = ac * exp(x_j - m) / s, then g_t = -ac (1 - p_t) (x_t was read above:
                g may alias x) */
-            row_axpb(xr, n_cols, 1, m, (XENT_T)(ac / s), 0, NULL, g, 0, NULL, 0);
+            row_axpb(xr, n_cols, XENT_SRC_LOGITS, m, (XENT_T)(ac / s), 0, NULL, g,
+                     XENT_STORE_CACHED, NULL, 0);
             g[ti] = (XENT_T)(-ac * omp);
         }
     }

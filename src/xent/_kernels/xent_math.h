@@ -265,7 +265,7 @@ XENT_INLINE XENT_T xent_exp1(XENT_T x)
  * xv_log1p: log(1 + x) as log(u) + (x - (u - 1)) / u with u = fl(1 + x); the
  * correction term is exact for |x| <= 1 and restores the bits lost in
  * rounding 1 + x.  log1p(-1) = -inf, log1p(x < -1) = NaN, log1p(+inf) = +inf,
- * log1p(-0) = -0, tiny x returns x.  Measured error (tests/test_vmath.py, sweep
+ * log1p(-0) = -0, tiny x returns x.  Measured error (tests/test_math.py, sweep
  * against long double, all paths): < 2.4 ulp float32, < 2 ulp float64.
  */
 XENT_INLINE xv xv_log1p(xv x)

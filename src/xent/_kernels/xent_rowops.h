@@ -319,13 +319,14 @@ XENT_INLINE void row_prefetch_vector(const XENT_T *p)
 
 /*
  * Gradient row writer: out_j = a * src_j + b * v_j, where src_j is e_j (already
- * exponentiated, `from_exp` = 0) or exp(x_j - m) (`from_exp` = 1), v is NULL
- * (treated as 1, and b may be 0).  `stream` asks for non-temporal stores.
+ * exponentiated, XENT_SRC_EXP) or exp(x_j - m) (XENT_SRC_LOGITS), v is NULL
+ * (treated as 1, and b may be 0).  XENT_STORE_STREAM asks for non-temporal stores.
  */
-XENT_INLINE void row_axpb(const XENT_T *src, int64_t n, int from_exp, XENT_T m, XENT_T a, XENT_T b,
-                          const XENT_T *XENT_RESTRICT v, XENT_T *out, int stream, const XENT_T *pf,
-                          int64_t pf_n)
+XENT_INLINE void row_axpb(const XENT_T *src, int64_t n, xent_row_src src_kind, XENT_T m, XENT_T a,
+                          XENT_T b, const XENT_T *XENT_RESTRICT v, XENT_T *out, xent_row_store store,
+                          const XENT_T *pf, int64_t pf_n)
 {
+    const int from_exp = src_kind == XENT_SRC_LOGITS, stream = store == XENT_STORE_STREAM;
     const xv va = xv_set1(a), vb = xv_set1(b), vm = xv_set1(m);
     const int64_t head = stream ? row_stream_head(out, n) : -1;
     int64_t i = 0;
