@@ -1,8 +1,8 @@
 """xent.linear_cross_entropy(_and_grad) and xent.linear_token_scores (issue 19).
 
 The oracle is the unfused computation: logits ``h @ W.T + b`` formed in float64 from
-the (rounded) inputs, then the float64 / long double cross-entropy reference of
-tests/reference.py and its closed-form gradient multiplied back through the layer.
+the (rounded) inputs, then the float64 cross-entropy reference of
+benchmarks/reference.py and its closed-form gradient multiplied back through the layer.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import assert_close
-from reference import ref_cross_entropy, ref_cross_entropy_grad
 
 import xent
+from benchmarks import reference
 from xent import _linear
 
 # float32: the products' rounding (inner dimension D or N) on top of the kernel's 1e-5
@@ -58,8 +58,8 @@ def _reference(h, w, b, t, opts):
     """Loss and the three gradients of the unfused computation, float64."""
     h64, w64 = h.astype(np.float64), w.astype(np.float64)
     x = h64 @ w64.T + (0.0 if b is None else b.astype(np.float64))
-    loss = ref_cross_entropy(x, t, **opts)
-    g = ref_cross_entropy_grad(x, t, **opts).astype(np.float64).reshape(-1, w.shape[0])
+    loss = reference.cross_entropy(x, t, **opts)
+    g = reference.cross_entropy_grad(x, t, **opts).astype(np.float64).reshape(-1, w.shape[0])
     h2 = h64.reshape(-1, w.shape[1])
     return loss, (g @ w64).reshape(h.shape), g.T @ h2, g.sum(0)
 
@@ -106,7 +106,7 @@ def test_linear_ce_all_ignored_and_empty(reduction):
         hh = h[:n]
         loss, gh, gw, gb = xent.linear_cross_entropy_and_grad(
             hh, w, t, np.zeros(V, np.float32), reduction=reduction)
-        ref = ref_cross_entropy(np.zeros((n, V)), t, reduction=reduction)
+        ref = reference.cross_entropy(np.zeros((n, V)), t, reduction=reduction)
         assert_close(loss, ref)  # mean over nothing: NaN, as PyTorch
         assert gh.shape == hh.shape and not gh.any() and not gw.any() and not gb.any()
 
