@@ -2,9 +2,10 @@
 
 Each (method, shape, environment) runs in a fresh process: the inputs are made
 (hidden ``(N, D)``, weight ``(V, D)``, targets, a fraction of them ignored), every
-library is warmed up on a tiny problem, then one forward + backward gives the peak
-extra memory (``ru_maxrss`` after the step minus the resident set before it: gradients,
-logits and every temporary) and further steps give the time (median).
+library is warmed up, the free heap is trimmed and the high-water mark (VmHWM) reset;
+then one forward + backward gives the peak extra memory (VmHWM after the step minus the
+resident set before it: gradients, logits and every temporary) and further steps give
+the time (median).
 
 Methods: ``eager`` (``F.cross_entropy(F.linear(h, W), t)`` + backward), ``compile``
 (the same under ``torch.compile``), ``torch_chunked`` (PyTorch's own
@@ -34,7 +35,34 @@ METHODS = ("eager", "compile", "torch_chunked", "xent_numpy", "xent_torch")
 
 
 def _peak_rss_mb() -> float:
+    """The resident set's high-water mark (VmHWM, resettable; else ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _reset_peak_rss() -> None:
+    """Reset VmHWM to the current resident set (Linux >= 4.0: clear_refs 5)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _release_free_heap() -> None:
+    """glibc's malloc_trim(0): free heap memory left by the warm-up would otherwise stay
+    resident and be reused by the step (not counted as its memory)."""
+    import ctypes
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _rss_mb() -> float:
@@ -109,12 +137,14 @@ def child(method, n, d, v, ignored, chunk, repeats, seed=0):
     small()
     small()
     step = _step_fn(method, h, w, t, chunk)
+    _release_free_heap()
+    _reset_peak_rss()
     before, high_before = _rss_mb(), _peak_rss_mb()
     t0 = time.perf_counter()
     loss = step()
     first = time.perf_counter() - t0
     high = _peak_rss_mb()
-    # ru_maxrss is a high-water mark: if an earlier peak exceeds the step's, no number
+    # without a reset high-water mark, an earlier peak above the step's gives no number
     peak = round(high - before, 1) if high > high_before else None
     times = []
     for _ in range(repeats):
