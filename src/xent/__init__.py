@@ -32,6 +32,11 @@ from ._distill import (
     kl_div_with_logits_grad,
 )
 from ._focal import focal_loss, focal_loss_and_grad, focal_loss_grad
+from ._linear import (
+    linear_cross_entropy,
+    linear_cross_entropy_and_grad,
+    linear_token_scores,
+)
 from ._metrics import expected_calibration_error
 from ._scores import TokenScores, token_scores
 from ._softmax import log_softmax, logsumexp, softmax
@@ -60,6 +65,9 @@ __all__ = [
     "kl_div_with_logits",
     "kl_div_with_logits_and_grad",
     "kl_div_with_logits_grad",
+    "linear_cross_entropy",
+    "linear_cross_entropy_and_grad",
+    "linear_token_scores",
     "log_softmax",
     "logsumexp",
     "nll_loss",

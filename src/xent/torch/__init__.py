@@ -9,8 +9,11 @@ classes: :func:`cross_entropy` / :class:`CrossEntropyLoss`, :func:`nll_loss` /
 :func:`binary_cross_entropy_with_logits` / :class:`BCEWithLogitsLoss`,
 :func:`log_softmax`, :func:`softmax`, :func:`logsumexp` and torchvision's
 :func:`sigmoid_focal_loss`; plus :func:`focal_loss` / :class:`FocalLoss` and
-:func:`kl_div_with_logits` (xent's own).  CPU tensors only (others raise
-NotImplementedError, as an operator without a kernel for their device).
+:func:`kl_div_with_logits` (xent's own), and :func:`linear_cross_entropy` /
+:class:`LinearCrossEntropyLoss` (a linear layer's cross-entropy without its
+logits; an ``autograd.Function``, outside the custom-op notes below).  CPU
+tensors only (others raise NotImplementedError, as an operator without a kernel
+for their device).
 
 Autograd
 --------
@@ -98,6 +101,7 @@ from ._binary import (  # noqa: E402
 )
 from ._ce import cross_entropy, focal_loss, nll_loss  # noqa: E402
 from ._kl import kl_div_with_logits  # noqa: E402
+from ._linear import LinearCrossEntropyLoss, linear_cross_entropy  # noqa: E402
 from ._modules import (  # noqa: E402
     BCELoss,
     BCEWithLogitsLoss,
@@ -112,12 +116,14 @@ __all__ = [
     "BCEWithLogitsLoss",
     "CrossEntropyLoss",
     "FocalLoss",
+    "LinearCrossEntropyLoss",
     "NLLLoss",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "cross_entropy",
     "focal_loss",
     "kl_div_with_logits",
+    "linear_cross_entropy",
     "log_softmax",
     "logsumexp",
     "nll_loss",
