@@ -390,6 +390,8 @@ def _minimal_call(name):
         return (first, y, 1.0) if _grad_form(name) else (first, y)
     if name.startswith("kl_div"):
         return (x, x[::-1].copy(), 1.0) if _grad_form(name) else (x, x[::-1].copy())
+    if name.startswith("linear_"):  # hidden (4, 5), a (6, 5) layer weight, targets
+        return (x, np.random.default_rng(1).standard_normal((6, 5)), t)
     return (x, t, 1.0) if _grad_form(name) else (x, t)
 
 
