@@ -7,6 +7,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from xent._docs import fill_doc
+
 from ._common import (
     check_floating,
     check_not_differentiable,
@@ -193,6 +195,31 @@ def _finish(loss: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- functions
 
+# Docstring sections of binary_cross_entropy(_with_logits).
+_PIECES = {
+    "weight_reduction": """\
+weight : Tensor, optional
+    Broadcast against the input (a constant).
+size_average, reduce : bool, optional
+    Deprecated, as in PyTorch.
+reduction : {"mean", "sum", "none"}, optional
+    As in PyTorch.""",
+    "threads_returns_raises": """\
+num_threads : int, optional
+    OpenMP threads for xent.
+
+Returns
+-------
+Tensor
+    0-d, or the input's shape for ``"none"``.
+
+Raises
+------
+ValueError
+    A target whose shape differs from the input's; an invalid reduction.""",
+}
+
+
 
 def binary_cross_entropy_with_logits(
     input: torch.Tensor,
@@ -217,30 +244,14 @@ def binary_cross_entropy_with_logits(
         Logits of any shape.
     target : Tensor
         Floating targets of the input's shape (differentiable, as in PyTorch).
-    weight : Tensor, optional
-        Broadcast against the input (a constant).
-    size_average, reduce : bool, optional
-        Deprecated, as in PyTorch.
-    reduction : {"mean", "sum", "none"}, optional
-        As in PyTorch.
+    {weight_reduction}
     pos_weight : Tensor, optional
         Weight of positive examples, broadcast along the last dimension (a
         constant; shapes that broadcast along other dimensions raise
         NotImplementedError).
     inplace_backward : bool, optional
         See :func:`cross_entropy`.
-    num_threads : int, optional
-        OpenMP threads for xent.
-
-    Returns
-    -------
-    Tensor
-        0-d, or the input's shape for ``"none"``.
-
-    Raises
-    ------
-    ValueError
-        A target whose shape differs from the input's; an invalid reduction.
+    {threads_returns_raises}
     RuntimeError
         A non-floating target, weights that do not broadcast to the input's
         shape or that require grad.
@@ -297,24 +308,8 @@ def binary_cross_entropy(
         Probabilities in [0, 1], any shape.
     target : Tensor
         Targets in [0, 1] of the input's shape and dtype.
-    weight : Tensor, optional
-        Broadcast against the input (a constant).
-    size_average, reduce : bool, optional
-        Deprecated, as in PyTorch.
-    reduction : {"mean", "sum", "none"}, optional
-        As in PyTorch.
-    num_threads : int, optional
-        OpenMP threads for xent.
-
-    Returns
-    -------
-    Tensor
-        0-d, or the input's shape for ``"none"``.
-
-    Raises
-    ------
-    ValueError
-        A target whose shape differs from the input's; an invalid reduction.
+    {weight_reduction}
+    {threads_returns_raises}
     RuntimeError
         Values outside [0, 1] (or NaN), a target of another dtype, weights that do
         not broadcast to the input's shape or that require grad.
@@ -404,3 +399,6 @@ def sigmoid_focal_loss(
     opts = FocalBinaryOptions(float(alpha), float(gamma), reduction, num_threads)
     loss = run_loss(SIGMOID_FOCAL, inputs, t, opts=opts, inplace=inplace_backward)
     return _finish(loss, inputs.dtype)
+
+
+fill_doc(binary_cross_entropy_with_logits, binary_cross_entropy, **_PIECES)

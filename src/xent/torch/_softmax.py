@@ -18,6 +18,7 @@ import warnings
 import torch
 
 import xent
+from xent._docs import fill_doc
 
 from ._common import (
     as_compute,
@@ -231,6 +232,36 @@ def _run(fn: type, op, x: torch.Tensor, *args) -> torch.Tensor:
 # --------------------------------------------------------------------------- functions
 
 
+# Parameters to Raises of softmax and log_softmax.
+_SOFTMAX_SECTIONS = """\
+Parameters
+----------
+input : Tensor
+    Floating input (float16/bfloat16 are computed in float32 and returned in
+    their own dtype).
+dim : int
+    The dimension to normalise.  ``None`` picks PyTorch's legacy default
+    with its deprecation warning.
+_stacklevel : int, optional
+    As in PyTorch (for that warning).
+dtype : torch.dtype, optional
+    Cast the input to this dtype first, as PyTorch does.
+num_threads : int, optional
+    OpenMP threads for xent.
+
+Returns
+-------
+Tensor
+    The input's shape and dtype (or `dtype`).
+
+Raises
+------
+IndexError
+    `dim` out of range.
+NotImplementedError
+    A non-floating input (and `dtype`), a tensor not on the CPU."""
+
+
 def _softmax_dim(name: str, ndim: int, stacklevel: int) -> int:
     warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call "
                   f"to include dim=X as an argument.", stacklevel=stacklevel)
@@ -264,32 +295,7 @@ def log_softmax(input: torch.Tensor, dim: int | None = None, _stacklevel: int = 
     Differentiable to any order; forward-mode AD, torch.func and
     ``torch.compile`` (as the custom op ``xent::log_softmax``) are supported.
 
-    Parameters
-    ----------
-    input : Tensor
-        Floating input (float16/bfloat16 are computed in float32 and returned in
-        their own dtype).
-    dim : int
-        The dimension to normalise.  ``None`` picks PyTorch's legacy default
-        with its deprecation warning.
-    _stacklevel : int, optional
-        As in PyTorch (for that warning).
-    dtype : torch.dtype, optional
-        Cast the input to this dtype first, as PyTorch does.
-    num_threads : int, optional
-        OpenMP threads for xent.
-
-    Returns
-    -------
-    Tensor
-        The input's shape and dtype (or `dtype`).
-
-    Raises
-    ------
-    IndexError
-        `dim` out of range.
-    NotImplementedError
-        A non-floating input (and `dtype`), a tensor not on the CPU.
+    {sections}
 
     Examples
     --------
@@ -314,32 +320,7 @@ def softmax(input: torch.Tensor, dim: int | None = None, _stacklevel: int = 3,
     saved output (see the module notes).  Differentiable to any order;
     forward-mode AD, torch.func and ``torch.compile`` are supported.
 
-    Parameters
-    ----------
-    input : Tensor
-        Floating input (float16/bfloat16 are computed in float32 and returned in
-        their own dtype).
-    dim : int
-        The dimension to normalise (``None``: PyTorch's legacy default, with
-        its warning).
-    _stacklevel : int, optional
-        As in PyTorch.
-    dtype : torch.dtype, optional
-        Cast the input to this dtype first, as PyTorch does.
-    num_threads : int, optional
-        OpenMP threads for xent.
-
-    Returns
-    -------
-    Tensor
-        The input's shape and dtype (or `dtype`).
-
-    Raises
-    ------
-    IndexError
-        `dim` out of range.
-    NotImplementedError
-        A non-floating input (and `dtype`), a tensor not on the CPU.
+    {sections}
 
     Examples
     --------
@@ -444,3 +425,6 @@ def _into(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
                            "automatic differentiation, but one of the arguments requires grad.")
     out.resize_(y.shape)
     return out.copy_(y)
+
+
+fill_doc(log_softmax, softmax, sections=_SOFTMAX_SECTIONS)
