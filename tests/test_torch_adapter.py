@@ -368,6 +368,36 @@ def test_ce_no_grad_path_skips_gradient_work(monkeypatch, mode):
     assert_close(loss, ref)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("n,c", [(13, 7), (1, 1), (1, 32000), (0, 4)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("mode", ["constant", "no_grad"])
+def test_ce_serving_call_matches_torch(dtype, n, c, reduction, mode):
+    # (N, C) logits, int64 targets, default options, no autograd: the lean path
+    x = (3 * torch.randn(n, c, dtype=dtype)).requires_grad_(mode == "no_grad")
+    t = torch.randint(0, max(c, 1), (n,))
+    if n > 2:
+        t[::3] = -100
+    with torch.no_grad():
+        loss = xt.cross_entropy(x, t, reduction=reduction)
+        ref = F.cross_entropy(x, t, reduction=reduction)
+    assert loss.dtype == ref.dtype and loss.shape == ref.shape and not loss.requires_grad
+    assert_close(loss, ref)
+
+
+@pytest.mark.parametrize("bad", [7, -1, -101])
+def test_ce_serving_call_raises_torch_index_error(bad):
+    x, t = torch.randn(4, 7), torch.tensor([0, 1, bad, 2])
+    with pytest.raises(IndexError) as ours:
+        xt.cross_entropy(x, t)
+    with pytest.raises(IndexError) as theirs:
+        F.cross_entropy(x, t)
+    assert str(ours.value).startswith(str(theirs.value))  # ours adds the position
+    assert "flat position 2" in str(ours.value)
+    with pytest.raises(ValueError, match="batch_size"):
+        xt.cross_entropy(x, t[:3])
+
+
 def test_ce_grad_path_uses_one_fused_call(monkeypatch):
     monkeypatch.setattr(xent, "cross_entropy", _Spy(xent.cross_entropy, forbid=True))
     spy = _Spy(xent.cross_entropy_and_grad)
