@@ -398,6 +398,35 @@ def test_ce_serving_call_raises_torch_index_error(bad):
         xt.cross_entropy(x, t[:3])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("shape", [(1, 32000), (13, 7), (3,), (2, 3, 5), (2, 0), (0, 3)])
+@pytest.mark.parametrize("last", [-1, "positive"])
+def test_softmax_family_serving_calls_match_torch(dtype, shape, last):
+    x = 4 * torch.randn(shape, dtype=dtype)
+    dim = -1 if last == -1 else len(shape) - 1
+    for ours, theirs in [(xt.log_softmax, torch.log_softmax), (xt.softmax, torch.softmax),
+                         (xt.logsumexp, torch.logsumexp)]:
+        y, ref = ours(x, dim), theirs(x, dim)
+        assert y.dtype == ref.dtype and y.shape == ref.shape and not y.requires_grad
+        assert_close(y, ref)
+        if y.numel():
+            assert y.data_ptr() != x.data_ptr()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_nll_serving_call_matches_torch(dtype, reduction):
+    logp = torch.log_softmax(torch.randn(10, 6, dtype=dtype), 1)
+    t = torch.randint(0, 6, (10,))
+    t[::4] = -100
+    loss, ref = xt.nll_loss(logp, t, reduction=reduction), F.nll_loss(logp, t, reduction=reduction)
+    assert loss.dtype == ref.dtype and loss.shape == ref.shape
+    assert_close(loss, ref)
+    t[1] = 6
+    with pytest.raises(IndexError, match="Target 6 is out of bounds"):
+        xt.nll_loss(logp, t)
+
+
 def test_ce_grad_path_uses_one_fused_call(monkeypatch):
     monkeypatch.setattr(xent, "cross_entropy", _Spy(xent.cross_entropy, forbid=True))
     spy = _Spy(xent.cross_entropy_and_grad)

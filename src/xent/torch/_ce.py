@@ -7,20 +7,20 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.autograd import forward_ad
 
 from xent._cross_entropy import _cross_entropy
 
 from ._common import (
+    PLAIN_DTYPES,
     check_floating,
     check_not_differentiable,
     check_tensor,
     compute_dtype,
-    is_compiling,
+    plain_call,
     reduction_arg,
 )
 from ._common import to_numpy as _np
-from ._engine import Kind, Saved, functorch_active, register, run_loss
+from ._engine import Kind, Saved, register, run_loss
 from ._layout import (
     class_target,
     class_weight,
@@ -377,35 +377,27 @@ def cross_entropy(
     return _finish(loss, input, reduction, input.dtype)
 
 
-_PLAIN_DTYPES = (torch.float32, torch.float64)
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _plain_loss(input, target, ignore_index, reduction, num_threads):
+def _plain_loss(input, target, ignore_index, reduction, num_threads, nll=False):
     """The loss of a call that needs no autograd, in its most common form, or None.
 
-    (N, C) float32/float64 logits and (N,) int64 targets, both contiguous CPU
-    tensors, default options: a serving call, where the general path's checks
-    cost more than the kernel.  It computes what the general path computes (the
-    NumPy API's lean path); anything else, and any error, is left to that path.
+    (N, C) float32/float64 logits and (N,) int64 targets (:func:`plain_call`),
+    default options: what the general path computes (the NumPy API's lean path);
+    anything else, and any error, is left to that path.
     """
-    if (type(input) is not torch.Tensor or type(target) is not torch.Tensor
-            or (input.requires_grad and torch.is_grad_enabled())
-            or input.dtype not in _PLAIN_DTYPES
-            or target.dtype is not torch.int64 or input.dim() != 2 or target.dim() != 1
-            or type(ignore_index) is not int or type(reduction) is not str
-            or reduction not in _REDUCTIONS or not input.is_cpu or not target.is_cpu
-            or input.layout is not torch.strided or target.layout is not torch.strided
-            or not input.is_contiguous() or not target.is_contiguous()
-            or forward_ad._current_level >= 0 or functorch_active(input, target)
-            or is_compiling()):
+    if (type(ignore_index) is not int or type(reduction) is not str
+            or reduction not in _REDUCTIONS or not plain_call(input, target)
+            or input.dtype not in PLAIN_DTYPES or target.dtype is not torch.int64
+            or input.dim() != 2 or target.dim() != 1):
         return None
     n, c = input.shape
     if c == 0 or target.shape[0] != n:
         return None
     try:
         loss = _cross_entropy(input.numpy(), target.numpy(), None, ignore_index, reduction, 0.0,
-                              0.0, None, None, num_threads)[0]
+                              0.0, None, None, num_threads, nll=nll)[0]
     except (IndexError, ValueError):
         return None  # the general path raises PyTorch's exception
     return torch.from_numpy(loss if reduction == "none" else np.asarray(loss))
@@ -479,6 +471,10 @@ def nll_loss(
     >>> logp.grad[0]
     tensor([-0.2500,  0.0000,  0.0000,  0.0000,  0.0000])
     """
+    if size_average is None and reduce is None and weight is None:
+        loss = _plain_loss(input, target, ignore_index, reduction, num_threads, nll=True)
+        if loss is not None:
+            return loss
     reduction = reduction_arg(size_average, reduce, reduction)
     _check_input(input, "nll_loss")
     check_tensor(target, "target")

@@ -144,3 +144,29 @@ def normalize_dim(dim: int, ndim: int) -> int:
             f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})"
         )
     return dim % n
+
+
+#: Whether a torch.func transform is active (no public API; None: assume one may be).
+_TRANSFORMS_ACTIVE = getattr(torch._C, "_are_functorch_transforms_active", None)
+
+#: dtypes a plain call hands to the kernels as they are
+PLAIN_DTYPES = (torch.float32, torch.float64)
+
+
+def plain_call(*tensors) -> bool:
+    """True if a call on these tensors needs nothing but the kernel.
+
+    Each is a plain (not a subclass) contiguous dense CPU tensor that autograd does
+    not track; no forward-AD level, torch.func transform or compiler trace is
+    active.  A serving call passes these checks in about a microsecond, where the
+    general path's checks would cost more than the kernel on a small input.
+    """
+    if (forward_ad._current_level >= 0 or _TRANSFORMS_ACTIVE is None
+            or _TRANSFORMS_ACTIVE() or torch.compiler.is_compiling()):
+        return False
+    grad_on = torch.is_grad_enabled()
+    for t in tensors:
+        if (type(t) is not torch.Tensor or (grad_on and t.requires_grad) or not t.is_cpu
+                or t.layout is not torch.strided or not t.is_contiguous()):
+            return False
+    return True

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import torch
 
 import xent
 from xent._docs import fill_doc
 
 from ._common import (
+    PLAIN_DTYPES,
     as_compute,
     check_floating,
     check_tensor,
@@ -30,6 +32,7 @@ from ._common import (
     is_compiling,
     needs_autograd,
     normalize_dim,
+    plain_call,
 )
 from ._engine import functorch_active, vmap_loop
 
@@ -262,6 +265,12 @@ NotImplementedError
     A non-floating input (and `dtype`), a tensor not on the CPU."""
 
 
+def _plain_lastdim(input, dim) -> bool:
+    """A :func:`plain_call` float32/float64 input of at least one dim, over its last dim."""
+    return (type(dim) is int and plain_call(input) and input.dtype in PLAIN_DTYPES
+            and (dim == -1 or dim == input.dim() - 1) and input.dim() > 0)
+
+
 def _softmax_dim(name: str, ndim: int, stacklevel: int) -> int:
     warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call "
                   f"to include dim=X as an argument.", stacklevel=stacklevel)
@@ -305,6 +314,8 @@ def log_softmax(input: torch.Tensor, dim: int | None = None, _stacklevel: int = 
     >>> torch.allclose(xt.log_softmax(x, dim=1), torch.log_softmax(x, dim=1))
     True
     """
+    if dtype is None and _plain_lastdim(input, dim):
+        return torch.from_numpy(xent.log_softmax(input.numpy(), num_threads=num_threads))
     input, d = _prepare(input, dim, dtype, "log_softmax_lastdim_kernel_impl", "log_softmax",
                         _stacklevel)
     return _normalized(_LogSoftmaxFunction, torch.ops.xent.log_softmax.default, input, d,
@@ -332,6 +343,8 @@ def softmax(input: torch.Tensor, dim: int | None = None, _stacklevel: int = 3,
     >>> torch.allclose(xt.softmax(x, dim=1), torch.softmax(x, dim=1))
     True
     """
+    if dtype is None and _plain_lastdim(input, dim):
+        return torch.from_numpy(xent.softmax(input.numpy(), num_threads=num_threads))
     input, d = _prepare(input, dim, dtype, "softmax_lastdim_kernel_impl", "softmax",
                         _stacklevel)
     return _normalized(_SoftmaxFunction, torch.ops.xent.softmax.default, input, d, num_threads)
@@ -397,6 +410,8 @@ def logsumexp(input: torch.Tensor, dim, keepdim: bool = False, *,
     >>> xt.logsumexp(x, (0, 1), keepdim=True).shape
     torch.Size([1, 1])
     """
+    if out is None and not keepdim and _plain_lastdim(input, dim):
+        return torch.from_numpy(np.asarray(xent.logsumexp(input.numpy(), num_threads=num_threads)))
     check_tensor(input, "input")
     if input.dtype.is_complex:
         raise NotImplementedError("xent.torch.logsumexp: complex inputs are not supported")
