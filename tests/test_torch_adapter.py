@@ -411,6 +411,8 @@ def test_softmax_family_serving_calls_match_torch(dtype, shape, last):
         assert_close(y, ref)
         if y.numel():
             assert y.data_ptr() != x.data_ptr()
+    neg = torch._neg_view(-x)  # the negative bit set: not a plain NumPy view
+    assert_close(xt.log_softmax(neg, dim), torch.log_softmax(x, dim))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
@@ -425,6 +427,20 @@ def test_nll_serving_call_matches_torch(dtype, reduction):
     t[1] = 6
     with pytest.raises(IndexError, match="Target 6 is out of bounds"):
         xt.nll_loss(logp, t)
+
+
+def test_negative_bit_tensors_are_read_as_their_values():
+    # torch._neg_view tensors cannot be viewed by NumPy as they are: each path resolves them
+    x = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 7, (5,))
+    for ours, theirs in [(xt.log_softmax, torch.log_softmax), (xt.softmax, torch.softmax),
+                         (xt.logsumexp, torch.logsumexp)]:
+        y, ref = ours(x, 1), theirs(x, 1)
+        go = torch._neg_view(-torch.randn_like(ref))
+        assert_close(grads(y, x, go), grads(ref, x, go.resolve_neg()))
+        with torch.no_grad():
+            assert_close(ours(torch._neg_view(-x), 1), theirs(x, 1))  # the values of x
+    assert_close(xt.cross_entropy(torch._neg_view(-x), t), F.cross_entropy(x, t))
 
 
 def test_ce_grad_path_uses_one_fused_call(monkeypatch):

@@ -110,7 +110,7 @@ def needs_autograd(*tensors) -> bool:
 
 def as_compute(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
     """`x` as a C-contiguous float32/float64 tensor, and whether that is a new buffer."""
-    if x.dtype in NATIVE and x.is_contiguous():
+    if x.dtype in NATIVE and x.is_contiguous() and not x.is_neg():
         return x, False
     buf = torch.empty(x.shape, dtype=compute_dtype(x.dtype))
     buf.copy_(x)
@@ -167,6 +167,6 @@ def plain_call(*tensors) -> bool:
     grad_on = torch.is_grad_enabled()
     for t in tensors:
         if (type(t) is not torch.Tensor or (grad_on and t.requires_grad) or not t.is_cpu
-                or t.layout is not torch.strided or not t.is_contiguous()):
+                or t.layout is not torch.strided or not t.is_contiguous() or t.is_neg()):
             return False
     return True

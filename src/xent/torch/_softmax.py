@@ -57,7 +57,7 @@ def _lse_last(x: torch.Tensor, num_threads) -> torch.Tensor:
 def _log_softmax_backward_kernel(y, v, dim: int, num_threads) -> torch.Tensor:
     """``v - exp(y) * v.sum(dim)`` by xent's cross-entropy gradient (classes last)."""
     y2 = y.detach().movedim(dim, -1).contiguous()
-    v2 = v.detach().movedim(dim, -1).to(y2.dtype).contiguous()
+    v2 = v.detach().movedim(dim, -1).to(y2.dtype).resolve_neg().contiguous()
     out = torch.empty_like(y2)
     if y2.numel():
         xent.cross_entropy_grad(y2.numpy(), v2.numpy(), -1.0, reduction="none",
