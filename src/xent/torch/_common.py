@@ -149,6 +149,11 @@ def normalize_dim(dim: int, ndim: int) -> int:
 #: Whether a torch.func transform is active (no public API; None: assume one may be).
 _TRANSFORMS_ACTIVE = getattr(torch._C, "_are_functorch_transforms_active", None)
 
+def transforms_active() -> bool:
+    """True if a torch.func transform is active (or PyTorch cannot tell)."""
+    return _TRANSFORMS_ACTIVE is None or bool(_TRANSFORMS_ACTIVE())
+
+
 #: dtypes a plain call hands to the kernels as they are
 PLAIN_DTYPES = (torch.float32, torch.float64)
 
@@ -161,8 +166,8 @@ def plain_call(*tensors) -> bool:
     active.  A serving call passes these checks in about a microsecond, where the
     general path's checks would cost more than the kernel on a small input.
     """
-    if (forward_ad._current_level >= 0 or _TRANSFORMS_ACTIVE is None
-            or _TRANSFORMS_ACTIVE() or torch.compiler.is_compiling()):
+    if (forward_ad._current_level >= 0 or transforms_active()
+            or torch.compiler.is_compiling()):
         return False
     grad_on = torch.is_grad_enabled()
     for t in tensors:

@@ -14,7 +14,7 @@ from torch.autograd.function import once_differentiable
 from .._cross_entropy import _checked_options
 from .._linear import _CHUNK, LinearInputs, linear_inputs, run_linear_ce
 from .._threads import _resolve
-from ._common import check_not_differentiable, check_tensor, to_numpy
+from ._common import check_not_differentiable, check_tensor, to_numpy, transforms_active
 
 __all__ = ["LinearCrossEntropyLoss", "linear_cross_entropy"]
 
@@ -216,6 +216,10 @@ def linear_cross_entropy(
     """
     for t in (hidden, linear_weight):
         check_tensor(t, "hidden" if t is hidden else "linear_weight")
+    if transforms_active():
+        raise NotImplementedError(
+            "xent.torch.linear_cross_entropy does not support torch.func transforms (grad, "
+            "vjp, jacrev, vmap...); compose F.linear with xent.torch.cross_entropy instead")
     opts = _checked_options(reduction, ignore_index, label_smoothing, z_loss, softcap)
     nt = _resolve(num_threads)
     a = _inputs(hidden, linear_weight, target, linear_bias, weight, opts, sample_weight)
