@@ -14,7 +14,11 @@ chunk are summed *exactly* (each float64 value split into its integer mantissa a
 exponent, summed in Python integers), and the per-chunk sums and token counts are
 combined exactly, so a log-likelihood or perplexity does not depend on the
 chunking, the number of workers or the order the tasks finish in; the result is
-the correctly rounded float64 of the exact sum of the per-token values.
+the correctly rounded float64 of the exact sum of the per-token values.  (From
+hidden states, the per-token values themselves come from BLAS products whose
+rounding may depend on the size of the row block: a different chunking of the
+hidden states may then change the last bits; the number of workers does not,
+with the same BLAS thread count per task.)
 
 Threads: a task uses `num_threads` when given; otherwise, inside a Dask worker,
 the ``OMP_NUM_THREADS`` of the worker's environment (Dask's nanny sets it to 1 for
@@ -38,6 +42,8 @@ except ImportError as exc:  # pragma: no cover - exercised by the import-skip of
     raise ImportError('xent.dask requires Dask; install it with pip install "xent[dask]"'
                       ) from exc
 
+from ._cross_entropy import cross_entropy as _cross_entropy
+from ._linear import linear_cross_entropy as _linear_cross_entropy
 from ._linear import linear_token_scores as _linear_token_scores
 from ._scores import TokenScores
 from ._scores import token_scores as _token_scores
@@ -168,7 +174,7 @@ def _aligned(target, chunks, name="target"):
 def _shared(a):
     """A constant every task reads: scattered once to every worker when a distributed
     client is active, else one node of the graph."""
-    if a is None or isinstance(a, Delayed) or type(a).__name__ == "Future":
+    if a is None or isinstance(a, Delayed) or _is_future(a):
         return a
     try:
         from distributed import default_client
@@ -207,12 +213,23 @@ def _score_block(x, t, linear, top_k, temperature, ignore_index, num_threads):
                                 ignore_index=ignore_index, chunk_size=chunk, num_threads=nt)
 
 
+def _token_nll(x, t, linear, ignore_index, nt):
+    """``-log p(target)`` per token: the one-pass cross-entropy kernel, not token_scores
+    (whose ranks and entropies cost a second pass)."""
+    if linear is None:
+        return _cross_entropy(x, t, ignore_index=ignore_index, reduction="none",
+                              num_threads=nt)
+    w, b, chunk = linear
+    return _linear_cross_entropy(x, w, t, b, ignore_index=ignore_index, reduction="none",
+                                 chunk_size=chunk, num_threads=nt)
+
+
 def _loglik_block(x, t, linear, ignore_index, num_threads):
-    s = _score_block(x, t, linear, 0, 1.0, ignore_index, num_threads)
+    nll = _token_nll(x, t, linear, ignore_index, task_threads(num_threads))
     n_seq = int(np.prod(t.shape[:-1]))
     keep = (t != ignore_index).reshape(-1)
     seg = np.repeat(np.arange(n_seq), t.shape[-1])[keep]
-    return ExactSums.of(s.logprob.reshape(-1)[keep].astype(np.float64), seg, n_seq)
+    return ExactSums.of(-nll.reshape(-1)[keep].astype(np.float64), seg, n_seq)
 
 
 # ---------------------------------------------------------------------------- token scores
@@ -308,9 +325,10 @@ def linear_token_scores(hidden, weight, target=None, *, bias=None, top_k: int = 
     ----------
     hidden : dask.array.Array of shape (..., D)
         Hidden states chunked along the leading axes.
-    weight : array_like of shape (V, D)
+    weight : array_like of shape (V, D), or a distributed Future of one
         The output layer's weight, sent once to every worker (scattered with
-        ``broadcast=True`` when a distributed client is active).
+        ``broadcast=True`` when a distributed client is active; a Future from
+        ``client.scatter(weight, broadcast=True)`` is used as it is).
     target, bias, top_k, temperature, ignore_index, chunk_size
         As in :func:`xent.linear_token_scores`.
     num_threads : int, optional
@@ -379,8 +397,9 @@ def _perplexity(src, ignore_index, num_threads) -> np.float64:
 
 
 _RED_NOTES = """
-    The per-token log-probabilities are those of :func:`xent.token_scores`
-    (computation dtype: float32 for float32 / float16 logits); their sums are
+    The per-token log-probabilities are minus the per-token losses of
+    :func:`xent.cross_entropy` (``reduction="none"``; computation dtype: float32
+    for float32 / float16 logits); their sums are
     exact and rounded once to float64, whatever the chunking and the number of
     workers (see the module notes)."""
 
@@ -472,14 +491,27 @@ def perplexity(logits, target, *, ignore_index: int = -100,
 def _linear_source(hidden, weight, target, bias, chunk_size):
     """(source, V, computation dtype) of hidden states and an output layer."""
     h = _as_dask(hidden, "hidden")
-    w = np.asarray(weight) if not isinstance(weight, da.Array) else weight.compute()
-    if w.ndim != 2 or w.shape[1] != h.shape[-1]:
-        raise ValueError(f"xent.dask: weight has shape {w.shape}, expected (V, {h.shape[-1]})")
-    if w.dtype.kind != "f":
-        raise TypeError(f"xent.dask: weight must be real floating point, got dtype {w.dtype}")
-    dt = np.dtype(np.float64 if np.float64 in (_dtype(h), w.dtype) else np.float32)
-    b = None if bias is None else np.asarray(bias)
-    return _Source(h, target, linear=(_shared(w), _shared(b), chunk_size)), w.shape[0], dt
+    if _is_future(weight):  # already on the workers (client.scatter(w, broadcast=True))
+        w = weight
+        shape, kind, dtype = weight.client.submit(_meta, weight, pure=False).result()
+    else:
+        w = np.asarray(weight) if not isinstance(weight, da.Array) else weight.compute()
+        shape, kind, dtype = _meta(w)
+    if len(shape) != 2 or shape[1] != h.shape[-1]:
+        raise ValueError(f"xent.dask: weight has shape {shape}, expected (V, {h.shape[-1]})")
+    if kind != "f":
+        raise TypeError(f"xent.dask: weight must be real floating point, got dtype {dtype}")
+    dt = np.dtype(np.float64 if np.float64 in (_dtype(h), np.dtype(dtype)) else np.float32)
+    b = None if bias is None or _is_future(bias) else np.asarray(bias)
+    return _Source(h, target, linear=(_shared(w), _shared(b), chunk_size)), shape[0], dt
+
+
+def _meta(a) -> tuple:
+    return a.shape, a.dtype.kind, a.dtype.str
+
+
+def _is_future(a) -> bool:
+    return type(a).__name__ == "Future" and hasattr(a, "client")
 
 
 def linear_sequence_log_likelihood(hidden, weight, target, *, bias=None,
@@ -496,7 +528,7 @@ def linear_sequence_log_likelihood(hidden, weight, target, *, bias=None,
         The output layer's weight, sent once to every worker.
     target : array_like of int, shape ``hidden.shape[:-1]``
         Token ids, or `ignore_index`.
-    bias : array_like of shape (V,), optional
+    bias : array_like of shape (V,), or a Future of one, optional
         The output layer's bias.
     ignore_index, num_threads
         As in :func:`sequence_log_likelihood`.
