@@ -171,6 +171,15 @@ def test_half_inputs_and_no_grad():
         assert not xent.torch.vocab_parallel_cross_entropy(x, t, vocab_start=0).requires_grad
 
 
+def test_inplace_modification_before_backward_raises():
+    x = torch.randn(3, 5, requires_grad=True)
+    y = x * 1.0
+    loss = xent.torch.vocab_parallel_cross_entropy(y, torch.tensor([0, 1, 4]), vocab_start=0)
+    y.add_(1.0)  # the backward would read the new values: PyTorch's error instead
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
 @pytest.mark.parametrize("kwargs,exc,match", [
     (dict(target=torch.zeros(3)), TypeError, "integer class indices"),
     (dict(target=torch.zeros(2, dtype=torch.int64)), ValueError, "expected local_logits"),

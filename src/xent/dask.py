@@ -203,6 +203,10 @@ class _Source:
             yield idx, self.x_blocks[idx], None if self.t is None else self.t_blocks[idx]
 
 
+# The tasks' keys are unique per call (pure=False): two calls with equal inputs would
+# otherwise share keys, and the second could ask for results the first just released.
+
+
 def _score_block(x, t, linear, top_k, temperature, ignore_index, num_threads):
     nt = task_threads(num_threads)
     if linear is None:
@@ -258,7 +262,7 @@ def _token_scores_graph(src: _Source, dt, v, top_k, temperature, ignore_index, n
     out_dt, k = probe.logsumexp.dtype, probe.top_indices.shape[-1]
     parts = np.empty(src.x_blocks.shape, dtype=object)
     for idx, xb, tb in src.blocks():
-        parts[idx] = dask.delayed(_score_block, pure=True, nout=6)(
+        parts[idx] = dask.delayed(_score_block, pure=False, nout=6)(
             xb, tb, src.linear, k, temperature, ignore_index, num_threads)
     ch = src.lead_chunks
     has_t = src.t is not None
@@ -363,7 +367,7 @@ def _sums(src: _Source, ignore_index, num_threads) -> tuple[ExactSums, tuple]:
     ign = integer_scalar(ignore_index, "ignore_index")
     if src.t is None or src.t.ndim == 0:
         raise ValueError("xent.dask: a target is required")
-    parts = {idx: dask.delayed(_loglik_block, pure=True)(xb, tb, src.linear, ign, num_threads)
+    parts = {idx: dask.delayed(_loglik_block, pure=False)(xb, tb, src.linear, ign, num_threads)
              for idx, xb, tb in src.blocks()}
     done = dict(zip(parts, dask.compute(*parts.values())))
     seq_chunks = src.t.chunks[:-1]
@@ -530,11 +534,13 @@ def linear_sequence_log_likelihood(hidden, weight, target, *, bias=None,
         Token ids, or `ignore_index`.
     bias : array_like of shape (V,), or a Future of one, optional
         The output layer's bias.
-    ignore_index, num_threads
-        As in :func:`sequence_log_likelihood`.
+    ignore_index : int, optional
+        Padding value, default -100.
     chunk_size : int, optional
         Rows of logits formed at a time inside a task (see
         :func:`xent.linear_token_scores`).
+    num_threads : int, optional
+        Threads per task (default: from the worker, see the module notes).
 
     Returns
     -------

@@ -114,10 +114,10 @@ class _Partials:
         zy[rows] = z.numpy()[rows, local[rows]]
         self.zy = zy
         self.wz = None
-        if eps > 0.0:
-            z64 = z.to(torch.float64)
-            self.wz = (z64.sum(-1) if w_local is None else
-                       z64 @ torch.from_numpy(w_local)).numpy()
+        if eps > 0.0:  # no temporary of the slice's size
+            self.wz = (torch.sum(z, -1, dtype=torch.float64) if w_local is None else
+                       torch.mv(z, torch.from_numpy(w_local).to(z.dtype)).to(torch.float64)
+                       ).numpy()
         self.header = (float(start), float(c))
 
     def packed(self) -> torch.Tensor:
@@ -320,7 +320,7 @@ def vocab_parallel_cross_entropy(
     loss = loss.to(local_logits.dtype)
     if not (torch.is_grad_enabled() and local_logits.requires_grad):
         return loss
-    ctx = _Saved(z2, x.reshape(-1, c), t, keep, mine.owned, int(vocab_start), glob.lse, wy,
+    ctx = _Saved(z2, t, keep, mine.owned, int(vocab_start), glob.lse, wy,
                  w_local, sw, eps, zl, cap, v, total_w, red, denom, lead, dt)
     return _Function.apply(local_logits, loss, ctx)
 
@@ -328,10 +328,14 @@ def vocab_parallel_cross_entropy(
 class _Saved:
     """What the backward needs: the global statistics and per-row coefficients."""
 
-    def __init__(self, z, x, t, keep, owned, start, lse, wy, w, sw, eps, zl, cap, v, total_w,
+    def __init__(self, z, t, keep, owned, start, lse, wy, w, sw, eps, zl, cap, v, total_w,
                  red, denom, lead, dt):
         self.__dict__.update(locals())
         del self.__dict__["self"]
+
+    def _column(self, a) -> torch.Tensor:
+        """Per-row float64 values as an (N, 1) tensor of the computation dtype."""
+        return torch.from_numpy(np.asarray(a)).to(self.dt)[:, None]
 
     def grad(self, grad_output: torch.Tensor) -> torch.Tensor:
         n, c = self.z.shape
@@ -343,19 +347,26 @@ class _Saved:
             coef = (1.0 - self.eps) * self.wy + (self.eps / self.v) * self.total_w
             if self.zl > 0.0:
                 coef = coef + 2.0 * self.zl * self.wy * self.lse
-            lse = torch.from_numpy(self.lse).to(self.dt)[:, None]
-            g = torch.exp(self.z - lse) * torch.from_numpy(coef * scale).to(self.dt)[:, None]
+            col = self._column
+            # in place on one buffer: softmax with the global lse, then the scalings
+            g = torch.sub(self.z, col(self.lse))
+            g.exp_()
+            g.mul_(col(coef * scale))
             rows = np.flatnonzero(self.owned & self.keep)
             cols = torch.from_numpy(self.t[rows] - self.start)
             hit = (1.0 - self.eps) * self.wy[rows] * scale[rows]
             g[torch.from_numpy(rows), cols] -= torch.from_numpy(hit).to(self.dt)
             if self.eps > 0.0:
-                wl = (torch.ones(c, dtype=torch.float64) if self.w is None else
-                      torch.from_numpy(self.w))
-                g -= (torch.from_numpy(scale)[:, None] * (self.eps / self.v) * wl).to(self.dt)
-            if self.cap != 0.0:
-                g *= 1.0 - torch.tanh(self.x / self.cap) ** 2
-            g[torch.from_numpy(~self.keep)] = 0.0
+                b = col(scale * (self.eps / self.v))
+                if self.w is None:
+                    g.sub_(b)
+                else:
+                    g.addcmul_(b, torch.from_numpy(self.w).to(self.dt)[None, :], value=-1.0)
+            if self.cap != 0.0:  # d(cap tanh(x / cap)) / dx = 1 - (z / cap)**2
+                d = torch.div(self.z, self.cap)
+                d.mul_(d).neg_().add_(1.0)
+                g.mul_(d)
+            g.masked_fill_(torch.from_numpy(~self.keep)[:, None], 0.0)
         return g.reshape(self.lead + (c,))
 
 
@@ -366,9 +377,13 @@ class _Function(torch.autograd.Function):
     def forward(ctx, local_logits, loss, saved):
         ctx.saved = saved
         ctx.in_dtype = local_logits.dtype
+        # saved for its version counter: the backward reads the logits' memory, so
+        # modifying them in place before it raises PyTorch's error, not a wrong gradient
+        ctx.save_for_backward(local_logits)
         return loss.clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
+        ctx.saved_tensors  # noqa: B018 - raises if the logits were modified in place
         return ctx.saved.grad(grad_output).to(ctx.in_dtype), None, None
