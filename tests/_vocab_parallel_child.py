@@ -27,12 +27,15 @@ def bounds(world: int) -> list[tuple[int, int]]:
 
 
 def data(dtype, ignore_index=-100):
-    """Full logits (N, V) with ±30 spikes, targets with ignored rows, weights."""
+    """Full logits (N, V) with confident rows, a row with -inf logits, ignored rows,
+    class and sample weights, a grad_output."""
     rng = np.random.default_rng(SEED)
     x = rng.standard_normal((N, V)) * 3.0
     t = rng.integers(0, V, N)
     x[np.arange(N), t] += 8.0  # confident rows: p_target near 1
     t[[2, 7]] = ignore_index
+    x[3, :100] = -np.inf  # masked classes: rank 0's whole slice (3 ranks) for this row
+    t[3] = 300
     t[4] = 5
     w = rng.uniform(0.5, 2.0, V)
     sw = rng.uniform(0.0, 2.0, N)

@@ -190,17 +190,31 @@ def _shared(a):
 class _Source:
     """The row blocks of logits, or of hidden states with a broadcast output layer."""
 
-    def __init__(self, x, target, linear=None, need_target=True):
+    def __init__(self, x, target, linear=None):
         self.x = x
         self.lead_chunks = x.chunks[:-1]
         self.t = None if target is None else _aligned(target, self.lead_chunks)
         self.linear = linear  # None or (weight, bias, chunk_size) as graph nodes
         self.x_blocks = x.to_delayed()[..., 0]
-        self.t_blocks = None if self.t is None else self.t.to_delayed()
+        self.t_blocks = None if self.t is None else _target_blocks(target, self.t)
 
     def blocks(self):
         for idx in np.ndindex(self.x_blocks.shape):
             yield idx, self.x_blocks[idx], None if self.t is None else self.t_blocks[idx]
+
+
+def _target_blocks(target, t):
+    """The target's blocks: a NumPy target is sliced here and each slice travels with
+    its task (no extra task per block); a Dask target keeps its own tasks."""
+    if isinstance(target, da.Array):
+        return t.to_delayed()
+    a = np.asarray(target)
+    offsets = [np.r_[0, np.cumsum(c)] for c in t.chunks]
+    out = np.empty(t.numblocks, dtype=object)
+    for idx in np.ndindex(t.numblocks):
+        out[idx] = np.ascontiguousarray(
+            a[tuple(slice(o[i], o[i + 1]) for o, i in zip(offsets, idx))])
+    return out
 
 
 # The tasks' keys are unique per call (pure=False): two calls with equal inputs would

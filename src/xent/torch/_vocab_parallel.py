@@ -114,10 +114,12 @@ class _Partials:
         zy[rows] = z.numpy()[rows, local[rows]]
         self.zy = zy
         self.wz = None
-        if eps > 0.0:  # no temporary of the slice's size
-            self.wz = (torch.sum(z, -1, dtype=torch.float64) if w_local is None else
-                       torch.mv(z, torch.from_numpy(w_local).to(z.dtype)).to(torch.float64)
-                       ).numpy()
+        if eps > 0.0:
+            # in the logits' dtype (no float64 copy of the slice): the sum enters the
+            # loss as eps / V * sum, so its float32 rounding stays below 1e-7 of the loss
+            self.wz = (torch.sum(z, -1) if w_local is None else
+                       torch.mv(z, torch.from_numpy(w_local).to(z.dtype))
+                       ).to(torch.float64).numpy()
         self.header = (float(start), float(c))
 
     def packed(self) -> torch.Tensor:
@@ -320,7 +322,7 @@ def vocab_parallel_cross_entropy(
     loss = loss.to(local_logits.dtype)
     if not (torch.is_grad_enabled() and local_logits.requires_grad):
         return loss
-    ctx = _Saved(z2, t, keep, mine.owned, int(vocab_start), glob.lse, wy,
+    ctx = _Saved(z2, t, keep, mine.owned, int(vocab_start), glob.lse, mine.lse, nt, wy,
                  w_local, sw, eps, zl, cap, v, total_w, red, denom, lead, dt)
     return _Function.apply(local_logits, loss, ctx)
 
@@ -328,8 +330,8 @@ def vocab_parallel_cross_entropy(
 class _Saved:
     """What the backward needs: the global statistics and per-row coefficients."""
 
-    def __init__(self, z, t, keep, owned, start, lse, wy, w, sw, eps, zl, cap, v, total_w,
-                 red, denom, lead, dt):
+    def __init__(self, z, t, keep, owned, start, lse, local_lse, nt, wy, w, sw, eps, zl, cap,
+                 v, total_w, red, denom, lead, dt):
         self.__dict__.update(locals())
         del self.__dict__["self"]
 
@@ -348,10 +350,14 @@ class _Saved:
             if self.zl > 0.0:
                 coef = coef + 2.0 * self.zl * self.wy * self.lse
             col = self._column
-            # in place on one buffer: softmax with the global lse, then the scalings
-            g = torch.sub(self.z, col(self.lse))
-            g.exp_()
-            g.mul_(col(coef * scale))
+            # softmax of the slice with the global log-sum-exp L: xent's softmax of the
+            # slice (its own log-sum-exp L_r) times exp(L_r - L), folded into the row
+            # factor; a slice row of only -inf (L_r = -inf) has probability 0
+            g = torch.from_numpy(_softmax.softmax(self.z.numpy(), num_threads=self.nt))
+            empty = np.flatnonzero(self.local_lse == -np.inf)
+            if empty.size:
+                g[torch.from_numpy(empty)] = 0.0
+            g.mul_(col(np.exp(self.local_lse - self.lse) * coef * scale))
             rows = np.flatnonzero(self.owned & self.keep)
             cols = torch.from_numpy(self.t[rows] - self.start)
             hit = (1.0 - self.eps) * self.wy[rows] * scale[rows]
@@ -366,7 +372,9 @@ class _Saved:
                 d = torch.div(self.z, self.cap)
                 d.mul_(d).neg_().add_(1.0)
                 g.mul_(d)
-            g.masked_fill_(torch.from_numpy(~self.keep)[:, None], 0.0)
+            ignored = np.flatnonzero(~self.keep)
+            if ignored.size:  # exactly zero, whatever the logits hold
+                g[torch.from_numpy(ignored)] = 0.0
         return g.reshape(self.lead + (c,))
 
 
