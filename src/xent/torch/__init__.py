@@ -11,7 +11,9 @@ classes: :func:`cross_entropy` / :class:`CrossEntropyLoss`, :func:`nll_loss` /
 :func:`sigmoid_focal_loss`; plus :func:`focal_loss` / :class:`FocalLoss` and
 :func:`kl_div_with_logits` (xent's own), and :func:`linear_cross_entropy` /
 :class:`LinearCrossEntropyLoss` (a linear layer's cross-entropy without its
-logits; an ``autograd.Function``, outside the custom-op notes below).  CPU
+logits; an ``autograd.Function``, outside the custom-op notes below), and
+:func:`vocab_parallel_cross_entropy` (a vocabulary split over the ranks of a
+``torch.distributed`` group; also an ``autograd.Function``).  CPU
 tensors only (others raise NotImplementedError, as an operator without a kernel
 for their device).
 
@@ -110,6 +112,7 @@ from ._modules import (  # noqa: E402
     NLLLoss,
 )
 from ._softmax import log_softmax, logsumexp, softmax  # noqa: E402
+from ._vocab_parallel import vocab_parallel_cross_entropy  # noqa: E402
 
 __all__ = [
     "BCELoss",
@@ -129,4 +132,5 @@ __all__ = [
     "nll_loss",
     "sigmoid_focal_loss",
     "softmax",
+    "vocab_parallel_cross_entropy",
 ]
