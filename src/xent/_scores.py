@@ -214,8 +214,10 @@ def token_scores(
     if bad:
         raise_target_error(t, c, ign)
     if dt != arr.dtype:  # 16-bit logits: the float results in their dtype, rounded once
-        lse, ent, top_lp = lse.astype(arr.dtype), ent.astype(arr.dtype), top_lp.astype(arr.dtype)
-        lp = None if lp is None else lp.astype(arr.dtype)
+        with np.errstate(over="ignore"):
+            lse, ent = lse.astype(arr.dtype), ent.astype(arr.dtype)
+            top_lp = top_lp.astype(arr.dtype)
+            lp = None if lp is None else lp.astype(arr.dtype)
     return TokenScores(lse, ent, lp, rank, top_lp, top_ix)
 
 

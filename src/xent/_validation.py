@@ -171,7 +171,8 @@ def reduce_loss(rows: np.ndarray, total: float, denom: float, reduction: str, dt
     loss family.
     """
     if reduction == "none":
-        return rows.astype(dtype, copy=False)
+        with np.errstate(over="ignore"):  # a 16-bit dtype overflows to inf, as a cast does
+            return rows.astype(dtype, copy=False)
     dtype = compute_dtype(dtype)  # 16-bit logits: a float32 scalar
     if reduction == "sum":
         return dtype.type(total)
