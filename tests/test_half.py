@@ -270,3 +270,34 @@ def test_against_torch(hdt):
         assert_close(got, want)
     got = torch.from_numpy(xent.logsumexp(x).view(np.int16).copy()).view(tdt)
     assert_close(got, torch.logsumexp(xd, -1))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_torch_adapter_zero_copy(hdt, reduction, monkeypatch):
+    # xent.torch hands contiguous 16-bit logits to the kernels as they are (no float32
+    # copy: as_compute is never called), keeps G in float32 and rounds grad_output * G
+    # once to the input dtype
+    torch = pytest.importorskip("torch")
+    import xent.torch as xtorch
+    from xent.torch import _engine
+
+    def no_copy(x):
+        raise AssertionError("16-bit logits copied to float32")
+
+    monkeypatch.setattr(_engine, "as_compute", no_copy)
+    tdt = torch.float16 if hdt == F16 else torch.bfloat16
+    rng = np.random.default_rng(11)
+    x = logits(rng, (32, 100), hdt)
+    t = targets(rng, 32, 100)
+    xt = torch.from_numpy(x.view(np.int16).copy()).view(tdt).requires_grad_()
+    loss = xtorch.cross_entropy(xt, torch.from_numpy(t), reduction=reduction)
+    assert loss.dtype == tdt
+    go = rng.standard_normal(32).astype(np.float32) if reduction == "none" else 1.0
+    loss.backward(torch.from_numpy(go).to(tdt) if reduction == "none" else None)
+    if reduction == "none":
+        go = torch.from_numpy(go).to(tdt).float().numpy()  # what the backward receives
+    want_grad = ref.cross_entropy_grad(f64(x), t, np.float64(go), reduction=reduction)
+    assert_ulp(xt.grad.view(torch.int16).numpy().view(hdt), want_grad, hdt)
+    want = xent.cross_entropy(x, t, reduction=reduction)
+    np.testing.assert_array_equal(loss.detach().float().numpy(), np.asarray(want, np.float32)
+                                  .astype(hdt).astype(np.float32))

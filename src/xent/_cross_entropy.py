@@ -105,7 +105,7 @@ _DEFAULT_OPTIONS = {r: _core.CEOptions(reduction=r) for r in ("mean", "sum", "no
 
 def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss,
                    softcap, sample_weight, num_threads, want_grad=False, grad_output=1.0,
-                   out=None, nll=False, class_only=False, name="logits"):
+                   out=None, nll=False, class_only=False, name="logits", grad_dtype=None):
     """The one call path of the family: validate, run the kernel, reduce.
 
     The arguments are positional, in the public functions' order (a keyword call
@@ -114,6 +114,7 @@ def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smooth
     accepted: ``(sum, mean denominator)`` as float64, for perplexity), and the
     gradient (None unless `want_grad`), written to `out` under the overlap policy
     of :func:`xent._validation.output_for` (``out=logits`` works in place).
+    `grad_dtype` float32 with 16-bit logits: a float32 gradient (xent.torch).
 
     Each argument is checked by one inline test for its common form (a C-contiguous
     float32/float64 array, int64 targets, default options) before its validation
@@ -151,8 +152,8 @@ def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smooth
     nt = _DEFAULT_THREADS[0] if num_threads is None else _resolve(num_threads)
     dest = None
     if want_grad:
-        dest, out, (t, q, w, sw, g_rows) = output_for(out, x.shape, dt, (x,),
-                                                      (t, q, w, sw, g_rows))
+        dest, out, (t, q, w, sw, g_rows) = output_for(
+            out, x.shape, dt if grad_dtype is None else grad_dtype, (x,), (t, q, w, sw, g_rows))
     loss_rows = np.empty(lead, dtype=np.float64)
     bad, total, denom = _core.ce_rows(
         kernel_array(x if x.ndim == 2 else x.reshape(-1, c)), t, q, w, sw, g_rows, loss_rows,
@@ -226,8 +227,10 @@ def cross_entropy(
     Returns
     -------
     loss : numpy scalar or ndarray
-        A NumPy scalar of the computation dtype for ``"mean"``/``"sum"``; an
-        array of shape ``logits.shape[:-1]`` for ``"none"``.
+        A NumPy scalar of the computation dtype for ``"mean"``/``"sum"``
+        (float32 for float16/bfloat16 logits, more accurate than PyTorch's
+        16-bit scalar); an array of shape ``logits.shape[:-1]`` for ``"none"``
+        (in the logits' dtype).
 
     Raises
     ------

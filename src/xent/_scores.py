@@ -77,7 +77,9 @@ def token_scores(
     ----------
     logits : array_like, shape (..., C)
         Unnormalised scores, ``C >= 1``. float32 and float64 are computed
-        natively; float16 is computed in float32 and returned as float32.
+        natively; float16 and ``ml_dtypes.bfloat16`` are read as they are,
+        computed in float32, and the floating results returned in the input
+        dtype (within 1 ulp).
         Any number of leading axes (a ``(B, T, V)`` batch needs no reshape).
     target : array_like of int, shape ``logits.shape[:-1]``, optional
         Class index of each token (any integer dtype), or `ignore_index`.

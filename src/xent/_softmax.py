@@ -40,7 +40,8 @@ def logsumexp(
     ----------
     x : array_like
         Real floating-point input. float32 and float64 are computed natively;
-        float16 is computed in float32 and returned as float32.
+        float16 and ``ml_dtypes.bfloat16`` are read as they are, computed in
+        float32 and returned in the input dtype (within 1 ulp).
     axis : int, optional
         Axis to reduce (default: the last, which is the fast path; any other
         axis costs one transposed copy).

@@ -69,6 +69,7 @@ cdef extern from "xent_kernels.h" nogil:
         xent_ce_options opt
         double *loss_rows
         void *grad
+        int grad_f32
         void *scratch
         double total, denom
         int n_threads

@@ -341,7 +341,9 @@ def ce_rows(x, target, q, weight, sample_weight, grad_rows, loss_rows, grad, CEO
         c.sample_weight = _array(&a, sample_weight, FLOATING, n, False)
         c.grad_rows = _array(&a, grad_rows, FLOATING, n, False)
         c.loss_rows = _doubles(&a, loss_rows, n)
-        c.grad = _array(&a, grad, ROWS, n * k, True)
+        c.grad_f32 = (a.dtype == XENT_DTYPE_F16 or a.dtype == XENT_DTYPE_BF16) and (
+            grad is not None and grad.dtype.itemsize == 4)  # a float32 gradient of 16-bit logits
+        c.grad = _array(&a, grad, FLOATING if c.grad_f32 else ROWS, n * k, True)
         c.opt = opt.c
         c.n_threads = n_threads
         if n == 0:

@@ -17,7 +17,9 @@
  * mean's denominator), and each block runs with reduction "sum" and the final
  * gradient scale, so the blocks' gradients equal those of one float32 call.  If
  * a block finds a target that another thread moved out of range after that
- * scan, its rows get NaN losses and zero gradients and are counted.
+ * scan, its rows get NaN losses and zero gradients and are counted.  With
+ * grad_f32 the gradient is float32 (xent.torch keeps it for its backward, which
+ * scales it by grad_output before rounding it to the input's dtype).
  */
 #ifndef XENT_HALF_H
 #define XENT_HALF_H
@@ -189,17 +191,18 @@ static int64_t half_ce(xent_dtype dt, xent_ce_call *c)
         sub.n_rows = nr;
         sub.opt = opt;
         sub.loss_rows = c->loss_rows + r0;
-        sub.grad = c->grad ? buf : NULL;
+        float *wide = c->grad && c->grad_f32 ? (float *)c->grad + r0 * C : NULL;
+        sub.grad = wide ? wide : c->grad ? buf : NULL; /* wide: a separate output, no narrowing */
         sub.scratch = NULL;
         sub.n_threads = 1;
         half_widen(x + r0 * C, buf, nr * C, dt);
         r = XENT_FN(xent_ce_rows)(&sub);
         if (r) { /* a target moved out of range after the scan (see the header) */
             for (i = 0; i < nr; ++i) sub.loss_rows[i] = (double)NAN;
-            if (sub.grad) memset(buf, 0, (size_t)(nr * C) * sizeof(float));
+            if (sub.grad) memset(sub.grad, 0, (size_t)(nr * C) * sizeof(float));
             lost += r;
         }
-        if (c->grad) half_narrow(buf, (uint16_t *)c->grad + r0 * C, nr * C, dt);
+        if (c->grad && !wide) half_narrow(buf, (uint16_t *)c->grad + r0 * C, nr * C, dt);
     }
     c->total = xent_sum_doubles(c->loss_rows, n_rows);
     c->denom = denom;

@@ -87,6 +87,7 @@ typedef struct {
     xent_ce_options opt;
     double *loss_rows;         /* OUT (n_rows,) */
     void *grad;                /* OUT (n_rows, n_cols), may be x; NULL for the loss only */
+    int grad_f32;              /* 16-bit logits only: grad is float32, not x's type */
     void *scratch;
     double total, denom;       /* OUT sum of the row losses, the mean's denominator */
     int n_threads;
