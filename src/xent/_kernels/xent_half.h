@@ -78,11 +78,38 @@ XENT_INLINE uint16_t half_f32_to_f16(float f)
 
 /* ------------------------------------------------------------ row conversions */
 
+#if XENT_ISA != XENT_ISA_SCALAR
+/* 8 bfloat16 -> float32: the bits shifted into the high half. */
+XENT_INLINE __m256 half_bf16x8_to_f32(const uint16_t *h)
+{
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)h));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+/* 8 float32 -> bfloat16, as half_f32_to_bf16 (the same integer steps, 8 lanes). */
+XENT_INLINE __m128i half_f32x8_to_bf16(__m256 v)
+{
+    const __m256i u = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    const __m256i rounded =
+        _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb), 16);
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
+                                           _mm256_set1_epi32(0x7f800000));
+    const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+    const __m256i r = _mm256_blendv_epi8(rounded, quiet, nan);
+    /* 32 -> 16 bits per lane (values <= 0xffff), lanes back in order */
+    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08));
+}
+#endif
+
 static void half_widen(const uint16_t *XENT_RESTRICT h, float *XENT_RESTRICT f, int64_t n, xent_dtype dt)
 {
     int64_t i = 0;
     if (dt == XENT_DTYPE_BF16) {
-        for (i = 0; i < n; ++i) f[i] = half_bf16_to_f32(h[i]); /* vectorised by the compiler */
+#if XENT_ISA != XENT_ISA_SCALAR
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(f + i, half_bf16x8_to_f32(h + i));
+#endif
+        for (; i < n; ++i) f[i] = half_bf16_to_f32(h[i]);
         return;
     }
 #if XENT_ISA != XENT_ISA_SCALAR
@@ -95,7 +122,10 @@ static void half_narrow(const float *XENT_RESTRICT f, uint16_t *XENT_RESTRICT h,
 {
     int64_t i = 0;
     if (dt == XENT_DTYPE_BF16) {
-        for (i = 0; i < n; ++i) h[i] = half_f32_to_bf16(f[i]);
+#if XENT_ISA != XENT_ISA_SCALAR
+        for (; i + 8 <= n; i += 8) _mm_storeu_si128((__m128i *)(h + i), half_f32x8_to_bf16(_mm256_loadu_ps(f + i)));
+#endif
+        for (; i < n; ++i) h[i] = half_f32_to_bf16(f[i]);
         return;
     }
 #if XENT_ISA != XENT_ISA_SCALAR
