@@ -4,7 +4,8 @@
 (``python -m xent bench``) and by the pytest-benchmark suite:
 
 ``full``
-    the shapes of real workloads (4096x32000, 1024x128256, ...);
+    the shapes of real workloads (4096x32000, 1024x128256, ...), plus issue 18's
+    bfloat16 (with ml_dtypes) and float16 rows at 4096x32000 (no rivals);
 ``quick``
     smaller shapes and a few second shapes dropped (about a minute without the
     rivals, two to three with them);
@@ -29,6 +30,7 @@ region, logits ~ N(0, 3^2) tiled from a fixed pool (fast even at 500 MB).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,7 +120,7 @@ class Case:
     @property
     def nbytes(self) -> int:
         """Size of the logits in bytes."""
-        return self.n_rows * self.n_cols * np.dtype(self.dtype).itemsize
+        return self.n_rows * self.n_cols * np_dtype(self.dtype).itemsize
 
 
 @dataclass
@@ -140,13 +142,26 @@ class Data:
         return opts
 
 
+#: The 16-bit dtypes of issue 18's rows (bfloat16 is ml_dtypes').
+HALF = ("bfloat16", "float16")
+
+
+def np_dtype(name: str) -> np.dtype:
+    """The NumPy dtype of a case's dtype name ("bfloat16" registers ml_dtypes first)."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
 _POOL: dict = {}
 _POOL_SIZE = 1 << 21
 
 
 def make_logits(shape, dtype) -> np.ndarray:
     """Logits ~ N(0, 3^2), tiled from a fixed pool of 2M numbers."""
-    dt = np.dtype(dtype)
+    dt = np_dtype(dtype)
     if dt not in _POOL:
         _POOL[dt] = (np.random.default_rng(0).standard_normal(_POOL_SIZE) * 3.0).astype(dt)
     pool = _POOL[dt]
@@ -226,7 +241,12 @@ def build_cases(scale: str) -> list:
         (True, False, Case("token_scores", _shape(scale, (1, 128256)), f32)),
         (True, False, Case("adapter", big, f32)),
     ]
-    return [dataclasses.replace(case, rivals=full or (scale == "quick" and quick_rival))
+    # issue 18: 16-bit logits read natively (full scale; needs ml_dtypes for bfloat16)
+    halves = [h for h in HALF if h != "bfloat16" or importlib.util.find_spec("ml_dtypes")]
+    rows += [(full, False, Case(op, big, half)) for half in halves
+             for op in ("fused", "loss", "logsumexp", "adapter")]
+    return [dataclasses.replace(case, rivals=(full or (scale == "quick" and quick_rival))
+                                and case.dtype not in HALF)
             for keep, quick_rival, case in rows if keep]
 
 

@@ -32,7 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import numpy_ops
-from .cases import TOP_K, Case, Data
+from .cases import HALF, TOP_K, Case, Data
 
 CE_OPS = ("fused", "latency", "loss", "adapter")
 
@@ -143,7 +143,7 @@ class XentProvider(Provider):
         except ImportError as exc:
             raise ProviderSkip(f"xent.torch is not importable ({exc})") from None
         crit = xtorch.CrossEntropyLoss(num_threads=nt)
-        xa = torch.from_numpy(data.x.copy()).requires_grad_()
+        xa = _tensor(data.x.copy()).requires_grad_()
         return _torch_backward_call(crit, xa, torch.from_numpy(data.t),
                                     "xent.torch.CrossEntropyLoss()(x, t).backward()")
 
@@ -160,8 +160,24 @@ def _torch_backward_call(loss_fn, xt, tt, what: str) -> Call:
         loss.backward()
         return loss
 
-    return Call(run, outputs=lambda loss: {"loss": loss.item(), "grad": xt.grad.numpy()},
+    return Call(run, outputs=lambda loss: {"loss": loss.item(), "grad": _np(xt.grad)},
                 what=what)
+
+
+def _tensor(a: np.ndarray):
+    """A tensor sharing `a` (an ml_dtypes bfloat16 array as a bfloat16 tensor)."""
+    import torch
+
+    if a.dtype.kind == "V":
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def _np(t) -> np.ndarray:
+    """A tensor's values in NumPy (bfloat16 as float32: NumPy has no bfloat16)."""
+    import torch
+
+    return t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy()
 
 
 def _torch_token_scores(torch, xt, tc):
@@ -197,7 +213,7 @@ class TorchProvider(Provider):
         import torch
 
         F = torch.nn.functional
-        xt, tt = torch.from_numpy(data.x), torch.from_numpy(data.t)
+        xt, tt = _tensor(data.x), torch.from_numpy(data.t)
         kw = {"label_smoothing": data.label_smoothing}
         if data.weight is not None:
             kw["weight"] = torch.from_numpy(data.weight)
@@ -215,11 +231,11 @@ class TorchProvider(Provider):
         if case.op == "token_scores":
             tc = tt[:, None]
             return Call(lambda: _torch_token_scores(torch, xt, tc),
-                        outputs=lambda r: {k: v.numpy() for k, v in r.items()},
+                        outputs=lambda r: {k: _np(v) for k, v in r.items()},
                         what="log_softmax+gather+topk+entropy+rank")
         op = getattr(torch, case.op)
         fn = self.wrap(lambda a: op(a, -1))
-        return Call(lambda: fn(xt), outputs=lambda r: {case.op: r.numpy()},
+        return Call(lambda: fn(xt), outputs=lambda r: {case.op: _np(r)},
                     what=f"torch.{case.op}(x, -1)")
 
 
@@ -238,6 +254,8 @@ class NumpyProvider(Provider):
     MAX_CE_COLS = 64
 
     def handles(self, case):
+        if case.dtype in HALF:  # NumPy has no fast 16-bit math
+            return False
         if case.op in ("logsumexp", "softmax", "log_softmax"):
             return True
         return case.op in ("fused", "loss") and case.n_cols <= self.MAX_CE_COLS

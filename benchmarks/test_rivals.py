@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from . import providers, report, run, schema
-from .cases import SCALES, build_cases, with_threads
+from .cases import HALF, SCALES, build_cases, with_threads
 from .harness import run_case, usable
 from .lab import isolation
 from .measure import SETTINGS
@@ -47,8 +47,8 @@ def test_rival_rows_per_scale():
         cases = build_cases(scale)
         assert len({c.id for c in cases}) == len(cases)
         flagged = [c for c in cases if c.rivals]
-        if scale in ("full", "rivals"):
-            assert flagged == cases
+        if scale in ("full", "rivals"):  # every row but issue 18's 16-bit ones
+            assert flagged == [c for c in cases if c.dtype not in HALF]
         elif scale == "quick":  # issue 17's rows, float64 and one thread among them
             assert len(flagged) == 7 and {c.op for c in flagged} <= set(RIVAL_OPS)
             assert {c.dtype for c in flagged} == {"float32", "float64"}

@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._docs import PIECES, fill_doc
+from ._half import compute_dtype, is_bfloat16, kernel_array
 from ._kernels import _core
 from ._threads import DEFAULT as _DEFAULT_THREADS
 from ._threads import _resolve
@@ -69,7 +70,7 @@ def _targets(target, x, ignore_index, soft_ok):
     """(class targets (N,), probability targets (N, C)): one of them is None."""
     c = x.shape[-1]
     t = as_array(target, "target")
-    if t.dtype.kind != "f":
+    if t.dtype.kind != "f" and not is_bfloat16(t.dtype):
         return class_targets(t, x.shape[:-1], n_classes=c).reshape(-1), None
     if not soft_ok:
         raise TypeError(
@@ -85,7 +86,7 @@ def _targets(target, x, ignore_index, soft_ok):
             "ignore_index is only applicable when the target contains class indices "
             f"(got probability targets and ignore_index={ignore_index})"
         )
-    return None, np.ascontiguousarray(t, dtype=x.dtype).reshape(-1, c)
+    return None, np.ascontiguousarray(t, dtype=compute_dtype(x.dtype)).reshape(-1, c)
 
 
 def _sample_weight(sample_weight, lead, dtype):
@@ -104,7 +105,7 @@ _DEFAULT_OPTIONS = {r: _core.CEOptions(reduction=r) for r in ("mean", "sum", "no
 
 def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss,
                    softcap, sample_weight, num_threads, want_grad=False, grad_output=1.0,
-                   out=None, nll=False, class_only=False, name="logits"):
+                   out=None, nll=False, class_only=False, name="logits", grad_dtype=None):
     """The one call path of the family: validate, run the kernel, reduce.
 
     The arguments are positional, in the public functions' order (a keyword call
@@ -113,6 +114,7 @@ def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smooth
     accepted: ``(sum, mean denominator)`` as float64, for perplexity), and the
     gradient (None unless `want_grad`), written to `out` under the overlap policy
     of :func:`xent._validation.output_for` (``out=logits`` works in place).
+    `grad_dtype` float32 with 16-bit logits: a float32 gradient (xent.torch).
 
     Each argument is checked by one inline test for its common form (a C-contiguous
     float32/float64 array, int64 targets, default options) before its validation
@@ -122,8 +124,9 @@ def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smooth
     x = logits
     if (type(x) is not np.ndarray or (x.dtype is not _F32 and x.dtype is not _F64)
             or x.ndim == 0 or x.shape[-1] == 0 or not x.flags.c_contiguous):
-        x = class_logits(logits, name)
+        x = class_logits(logits, name, half=not nll)
     lead, c, dt = x.shape[:-1], x.shape[-1], x.dtype
+    cdt = compute_dtype(dt)  # of every other floating array: float32 for 16-bit logits
     total_only = reduction == "total"
     if (type(reduction) is str and reduction in _DEFAULT_OPTIONS and type(ignore_index) is int
             and type(label_smoothing) is float and label_smoothing == 0.0
@@ -138,9 +141,9 @@ def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smooth
         t, q = _targets(target, x, ign, soft_ok=not (nll or class_only))
     scale, g_rows = 1.0, None
     if want_grad and (type(grad_output) is not float or grad_output != 1.0):
-        scale, g_rows = grad_output_rows(grad_output, red, lead, dt)
-    w = None if weight is None else class_vector(weight, c, dt, "weight")
-    sw = None if sample_weight is None else _sample_weight(sample_weight, lead, dt)
+        scale, g_rows = grad_output_rows(grad_output, red, lead, cdt)
+    w = None if weight is None else class_vector(weight, c, cdt, "weight")
+    sw = None if sample_weight is None else _sample_weight(sample_weight, lead, cdt)
     if scale == 1.0 and eps == 0.0 and z == 0.0 and cap == 0.0 and ign == -100:
         opt = _DEFAULT_OPTIONS[red]
     else:
@@ -149,12 +152,13 @@ def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smooth
     nt = _DEFAULT_THREADS[0] if num_threads is None else _resolve(num_threads)
     dest = None
     if want_grad:
-        dest, out, (t, q, w, sw, g_rows) = output_for(out, x.shape, dt, (x,),
-                                                      (t, q, w, sw, g_rows))
+        dest, out, (t, q, w, sw, g_rows) = output_for(
+            out, x.shape, dt if grad_dtype is None else grad_dtype, (x,), (t, q, w, sw, g_rows))
     loss_rows = np.empty(lead, dtype=np.float64)
     bad, total, denom = _core.ce_rows(
-        x if x.ndim == 2 else x.reshape(-1, c), t, q, w, sw, g_rows, loss_rows,
-        dest if dest is None or dest.ndim == 2 else dest.reshape(-1, c), opt, nt, nll)
+        kernel_array(x if x.ndim == 2 else x.reshape(-1, c)), t, q, w, sw, g_rows, loss_rows,
+        kernel_array(dest if dest is None or dest.ndim == 2 else dest.reshape(-1, c)), opt, nt,
+        nll)
     if bad:
         raise_target_error(t, c, ign)
     grad = dest if out is None or dest is out else finish_output(dest, out)
@@ -223,8 +227,10 @@ def cross_entropy(
     Returns
     -------
     loss : numpy scalar or ndarray
-        A NumPy scalar of the computation dtype for ``"mean"``/``"sum"``; an
-        array of shape ``logits.shape[:-1]`` for ``"none"``.
+        A NumPy scalar of the computation dtype for ``"mean"``/``"sum"``
+        (float32 for float16/bfloat16 logits, more accurate than PyTorch's
+        16-bit scalar); an array of shape ``logits.shape[:-1]`` for ``"none"``
+        (in the logits' dtype).
 
     Raises
     ------

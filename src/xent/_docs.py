@@ -23,7 +23,10 @@ PIECES = {
     "logits_rows": """\
 logits : array_like of shape (..., C)
     Unnormalised scores, classes on the last axis.  float32 and float64 are
-    computed natively, float16 in float32.""",
+    computed natively.  float16 and ``ml_dtypes.bfloat16`` are read as they are by
+    the ``cross_entropy`` functions (math in float32; the gradient and
+    ``"none"`` losses in the input dtype, within 1 ulp; ``"mean"``/``"sum"`` a
+    float32 scalar) and converted to float32 by the other losses.""",
     "class_target": """\
 target : array_like of int, shape ``logits.shape[:-1]``
     Class indices in ``[0, C)`` or `ignore_index` (any integer dtype; floating
@@ -32,7 +35,8 @@ target : array_like of int, shape ``logits.shape[:-1]``
     "out_grad": """\
 out : ndarray, optional
     Buffer for the gradient: a C-contiguous, writable array of the first argument's
-    shape and the computation dtype.  Passing the first argument itself (e.g.
+    shape and the gradient's dtype (the input's; float32 where 16-bit input is
+    converted).  Passing the first argument itself (e.g.
     ``out=logits``) writes the gradient in place.""",
     # grad_output of the row losses (one loss per row of (..., C) logits).
     "grad_output_rows": """\
@@ -57,12 +61,13 @@ grad : ndarray
 Parameters
 ----------
 x : array_like
-    Real floating-point input (float16 computes in float32).
+    Real floating-point input.  float16 and ``ml_dtypes.bfloat16`` are read as
+    they are (math in float32, the result in the input dtype, within 1 ulp).
 axis : int, optional
     Axis to normalise (default last, the fast path).
 out : ndarray, optional
-    C-contiguous, writable array of ``x``'s shape and the computation
-    dtype. ``out=x`` computes in place.
+    C-contiguous, writable array of ``x``'s shape and dtype. ``out=x``
+    computes in place.
 """ + _NUM_THREADS + """
 
 Returns

@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._docs import fill_doc
+from ._half import compute_dtype, kernel_array
 from ._kernels import _core
 from ._threads import _resolve
 from ._validation import (
@@ -76,7 +77,9 @@ def token_scores(
     ----------
     logits : array_like, shape (..., C)
         Unnormalised scores, ``C >= 1``. float32 and float64 are computed
-        natively; float16 is computed in float32 and returned as float32.
+        natively; float16 and ``ml_dtypes.bfloat16`` are read as they are,
+        computed in float32, and the floating results returned in the input
+        dtype (within 1 ulp).
         Any number of leading axes (a ``(B, T, V)`` batch needs no reshape).
     target : array_like of int, shape ``logits.shape[:-1]``, optional
         Class index of each token (any integer dtype), or `ignore_index`.
@@ -171,7 +174,7 @@ def token_scores(
     array([[0],
            [1]])
     """
-    arr = as_float_array(logits, "logits")
+    arr = as_float_array(logits, "logits", half=True)
     if arr.ndim == 0:
         raise ValueError(
             "logits must have at least one axis (classes on the last axis), got a 0-d array"
@@ -188,18 +191,18 @@ def token_scores(
     temp = real_scalar(temperature, "temperature")
     if not (temp > 0 and math.isfinite(temp)):
         raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+    dt = compute_dtype(arr.dtype)  # float32 for 16-bit logits
     with np.errstate(all="ignore"):
-        temp_dt = arr.dtype.type(temp)
+        temp_dt = dt.type(temp)
     if not (temp_dt > 0 and np.isfinite(temp_dt)):
         raise ValueError(
-            f"temperature {temperature!r} is not a positive finite {arr.dtype} "
-            f"(logits / temperature is computed in {arr.dtype})"
+            f"temperature {temperature!r} is not a positive finite {dt} "
+            f"(logits / temperature is computed in {dt})"
         )
     ign = integer_scalar(ignore_index, "ignore_index")
     nt = _resolve(num_threads)
     t = None if target is None else class_targets(target, lead)
 
-    dt = arr.dtype
     lse = np.empty(lead, dtype=dt)
     ent = np.empty(lead, dtype=dt)
     lp = None if t is None else np.empty(lead, dtype=dt)
@@ -207,10 +210,16 @@ def token_scores(
     top_lp = np.empty(lead + (k,), dtype=dt)
     top_ix = np.empty(lead + (k,), dtype=np.int64)
     opt = _core.ScoresOptions(top_k=k, temperature=temp, ignore_index=ign)
-    bad = _core.token_scores_rows(arr.reshape(-1, c), None if t is None else t.reshape(-1),
+    bad = _core.token_scores_rows(kernel_array(arr.reshape(-1, c)),
+                                  None if t is None else t.reshape(-1),
                                   lse, ent, lp, rank, top_lp, top_ix, opt, nt)
     if bad:
         raise_target_error(t, c, ign)
+    if dt != arr.dtype:  # 16-bit logits: the float results in their dtype, rounded once
+        with np.errstate(over="ignore"):
+            lse, ent = lse.astype(arr.dtype), ent.astype(arr.dtype)
+            top_lp = top_lp.astype(arr.dtype)
+            lp = None if lp is None else lp.astype(arr.dtype)
     return TokenScores(lse, ent, lp, rank, top_lp, top_ix)
 
 

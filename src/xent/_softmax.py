@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._docs import fill_doc
+from ._half import is_half, kernel_array
 from ._kernels import _core
 from ._threads import _resolve
 from ._validation import as_float_array, finish_output, normalize_axis, output_for
@@ -39,7 +40,8 @@ def logsumexp(
     ----------
     x : array_like
         Real floating-point input. float32 and float64 are computed natively;
-        float16 is computed in float32 and returned as float32.
+        float16 and ``ml_dtypes.bfloat16`` are read as they are, computed in
+        float32 and returned in the input dtype (within 1 ulp).
     axis : int, optional
         Axis to reduce (default: the last, which is the fast path; any other
         axis costs one transposed copy).
@@ -82,7 +84,7 @@ def logsumexp(
     >>> xent.logsumexp(x, axis=0, keepdims=True).shape
     (1, 3)
     """
-    arr = as_float_array(x, "x")
+    arr = as_float_array(x, "x", half=True)
     nt = _resolve(num_threads)
     scalar = arr.ndim == 0
     if scalar:
@@ -98,13 +100,19 @@ def logsumexp(
     dest, out, (rows,) = output_for(out, shape, arr.dtype, (), (rows,))
     c = rows.shape[-1]
     n = math.prod(rows.shape[:-1])  # not reshape(-1, c): that fails when c == 0
-    _core.rows("logsumexp", rows.reshape(n, c), dest, nt)
+    if is_half(arr.dtype):  # the kernel writes float32, rounded once here
+        lse = np.empty(dest.shape, np.float32)
+        _core.rows("logsumexp", kernel_array(rows.reshape(n, c)), lse, nt)
+        with np.errstate(over="ignore"):
+            dest[...] = lse
+    else:
+        _core.rows("logsumexp", rows.reshape(n, c), dest, nt)
     return finish_output(dest, out)
 
 
 def _softmax_impl(x, axis, out, num_threads, log: bool):
     op = "log_softmax" if log else "softmax"
-    arr = as_float_array(x, "x")
+    arr = as_float_array(x, "x", half=True)
     nt = _resolve(num_threads)
     scalar = arr.ndim == 0
     work = arr.reshape(1) if scalar else arr
@@ -113,13 +121,13 @@ def _softmax_impl(x, axis, out, num_threads, log: bool):
         dest, out, _ = output_for(out, arr.shape, arr.dtype, (arr,))
         c = work.shape[-1]
         n = math.prod(work.shape[:-1])  # not reshape(-1, c): that fails when c == 0
-        _core.rows(op, work.reshape(n, c), dest, nt)
+        _core.rows(op, kernel_array(work.reshape(n, c)), kernel_array(dest), nt)
         return finish_output(dest, out)
     # another axis: the kernel works in place on a private last-axis copy
     dest, out, _ = output_for(out, arr.shape, arr.dtype)
     rows = np.moveaxis(work, ax, -1).copy(order="C")
     flat = rows.reshape(math.prod(rows.shape[:-1]), rows.shape[-1])
-    _core.rows(op, flat, flat, nt)
+    _core.rows(op, kernel_array(flat), kernel_array(flat), nt)
     np.copyto(dest.reshape(work.shape), np.moveaxis(rows, -1, ax))
     return finish_output(dest, out)
 

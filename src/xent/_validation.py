@@ -12,6 +12,8 @@ import operator
 
 import numpy as np
 
+from ._half import compute_dtype, is_bfloat16, is_half
+
 try:  # NumPy >= 1.25
     from numpy.exceptions import AxisError
 except ImportError:  # pragma: no cover
@@ -36,19 +38,23 @@ _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 
 
-def as_float_array(x, name: str = "logits") -> np.ndarray:
+def as_float_array(x, name: str = "logits", half: bool = False) -> np.ndarray:
     """Return `x` as a C-contiguous, native-endian float32/float64 array.
 
-    float16 is computed in float32, other real floating types (longdouble) in
-    float64, and non-native byte orders in the same precision.  Integer, bool,
-    complex and object inputs raise TypeError naming the dtype.
+    float16 and bfloat16 (``ml_dtypes``) are kept as they are with `half` (the
+    kernels that read them natively, see :mod:`xent._half`) and computed in
+    float32 otherwise; other real floating types (longdouble) in float64, and
+    non-native byte orders in the same precision.  Integer, bool, complex and
+    object inputs raise TypeError naming the dtype.
     """
     arr = as_array(x, name)
     dt = arr.dtype
-    if dt is _F32 or dt is _F64 or dt == _F32 or dt == _F64:
+    if dt is _F32 or dt is _F64 or dt == _F32 or dt == _F64 or (half and is_half(dt)):
         if arr.flags.c_contiguous:
             return arr
         return np.ascontiguousarray(arr)
+    if is_bfloat16(dt):
+        return np.ascontiguousarray(arr, dtype=_F32)
     if dt.kind != "f":
         raise TypeError(
             f"{name} must be a real floating-point array (float16/32/64), got dtype {dt}"
@@ -64,9 +70,9 @@ def as_float_array(x, name: str = "logits") -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=target)
 
 
-def class_logits(logits, name: str = "logits") -> np.ndarray:
+def class_logits(logits, name: str = "logits", half: bool = False) -> np.ndarray:
     """Logits of shape (..., C) with C >= 1 (losses and metrics over C == 0 raise)."""
-    x = as_float_array(logits, name)
+    x = as_float_array(logits, name, half)
     if x.ndim == 0:
         raise ValueError(f"{name} is a 0-d array: it needs a class axis, shape (..., C)")
     if x.shape[-1] == 0:
@@ -158,13 +164,16 @@ def finish_output(dest: np.ndarray, out):
 def reduce_loss(rows: np.ndarray, total: float, denom: float, reduction: str, dtype: np.dtype):
     """The loss a reduction asks for, in the computation dtype.
 
-    ``"none"``: the per-row (or per-element) losses `rows` as `dtype`; ``"sum"``:
+    ``"none"``: the per-row (or per-element) losses `rows` as `dtype` (also for
+    16-bit `dtype`, rounded once from float64); ``"sum"``:
     `total`; ``"mean"`` / ``"batchmean"``: ``total / denom`` in float64 (NaN for
     0 / 0, as PyTorch), as a NumPy scalar of `dtype`.  The one reduction of every
     loss family.
     """
     if reduction == "none":
-        return rows.astype(dtype, copy=False)
+        with np.errstate(over="ignore"):  # a 16-bit dtype overflows to inf, as a cast does
+            return rows.astype(dtype, copy=False)
+    dtype = compute_dtype(dtype)  # 16-bit logits: a float32 scalar
     if reduction == "sum":
         return dtype.type(total)
     if denom != 0.0:

@@ -13,6 +13,8 @@ cdef extern from "xent_kernels.h" nogil:
     ctypedef enum xent_dtype:
         XENT_DTYPE_F32
         XENT_DTYPE_F64
+        XENT_DTYPE_F16
+        XENT_DTYPE_BF16
 
     ctypedef enum xent_reduction:
         XENT_REDUCE_NONE
@@ -67,6 +69,7 @@ cdef extern from "xent_kernels.h" nogil:
         xent_ce_options opt
         double *loss_rows
         void *grad
+        int grad_f32
         void *scratch
         double total, denom
         int n_threads
@@ -154,6 +157,7 @@ cdef extern from "xent_kernels.h" nogil:
         int64_t *rank
         void *top_logprobs
         int64_t *top_indices
+        void *scratch
         int n_threads
 
     ctypedef struct xent_vmath_call:

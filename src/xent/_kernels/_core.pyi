@@ -6,6 +6,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 _Float = NDArray[np.float32] | NDArray[np.float64]
+#: 16-bit logits (rows, ce_rows but not nll, token_scores_rows) and their (n_rows, n_cols)
+#: outputs: float16, or bfloat16 as its bits (uint16); the call's other floats are float32
+_Rows = _Float | NDArray[np.float16] | NDArray[np.uint16]
 _Int = NDArray[np.int64]
 _Reduction = Literal["none", "mean", "sum", "batchmean"]
 
@@ -47,11 +50,11 @@ class ScoresOptions:
     def __init__(self, *, top_k: int = 0, temperature: float = 1.0,
                  ignore_index: int = -100) -> None: ...
 
-def rows(op: Literal["logsumexp", "softmax", "log_softmax"], x: _Float, out: _Float,
+def rows(op: Literal["logsumexp", "softmax", "log_softmax"], x: _Rows, out: _Rows,
          n_threads: int) -> None: ...
-def ce_rows(x: _Float, target: _Int | None, q: _Float | None, weight: _Float | None,
+def ce_rows(x: _Rows, target: _Int | None, q: _Float | None, weight: _Float | None,
             sample_weight: _Float | None, grad_rows: _Float | None,
-            loss_rows: NDArray[np.float64], grad: _Float | None, opt: CEOptions, n_threads: int,
+            loss_rows: NDArray[np.float64], grad: _Rows | None, opt: CEOptions, n_threads: int,
             nll: bool = False) -> tuple[int, float, float]: ...
 def focal_rows(x: _Float, target: _Int, alpha_c: _Float | None, grad_rows: _Float | None,
                loss: _Float | None, grad: _Float | None, opt: FocalOptions,
@@ -62,7 +65,7 @@ def binary_loss(x: _Float, t: _Float, weight: _Float | None, pos_weight: _Float 
 def kl_rows(s: _Float, t: _Float, grad_rows: _Float | None, loss: _Float | None,
             grad: _Float | None, opt: KLOptions, n_threads: int) -> float: ...
 def ece_rows(x: _Float, target: _Int, opt: ECEOptions, n_threads: int) -> tuple[int, float]: ...
-def token_scores_rows(x: _Float, target: _Int | None, lse: _Float, entropy: _Float,
+def token_scores_rows(x: _Rows, target: _Int | None, lse: _Float, entropy: _Float,
                       logprob: _Float | None, rank: _Int | None, top_logprobs: _Float,
                       top_indices: _Int, opt: ScoresOptions, n_threads: int) -> int: ...
 def vmath(fn: Literal["exp", "log", "log1p"], x: _Float, out: _Float) -> None: ...

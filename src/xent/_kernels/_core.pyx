@@ -87,7 +87,8 @@ cdef enum:
     MAX_ARRAYS = 12
 
 cdef enum Elem:
-    FLOATING  # the call's dtype: float32 or float64
+    FLOATING  # the call's computation dtype: float32 or float64 (float32 for 16-bit logits)
+    ROWS      # the logits' own dtype: an (n_rows, n_cols) output such as a gradient
     INT64
 
 cdef struct Arrays:
@@ -96,8 +97,12 @@ cdef struct Arrays:
     xent_dtype dtype
 
 
-cdef int _open(Arrays *a, object x, int64_t *n_rows, int64_t *n_cols) except -1:
-    """Takes the call's primary array (its dtype is the call's); its rows and columns."""
+cdef int _open(Arrays *a, object x, int64_t *n_rows, int64_t *n_cols, bint half=False) except -1:
+    """Takes the call's primary array (its dtype is the call's); its rows and columns.
+
+    With `half`, 16-bit logits are taken too: float16, or bfloat16 passed as its
+    bits (a uint16 array); the call's other floating arrays are then float32.
+    """
     cdef Py_buffer *v = &a.views[0]
     PyObject_GetBuffer(x, v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
     a.n = 1
@@ -105,6 +110,10 @@ cdef int _open(Arrays *a, object x, int64_t *n_rows, int64_t *n_cols) except -1:
         a.dtype = XENT_DTYPE_F32
     elif _is_type(v, b"d", 8):
         a.dtype = XENT_DTYPE_F64
+    elif half and _is_type(v, b"e", 2):
+        a.dtype = XENT_DTYPE_F16
+    elif half and _is_type(v, b"H", 2):
+        a.dtype = XENT_DTYPE_BF16
     else:
         raise TypeError(f"xent kernels take float32 or float64 arrays, got format {v.format!r}")
     if v.ndim == 2:
@@ -139,6 +148,10 @@ cdef void *_array(Arrays *a, object obj, Elem elem, int64_t n_items, bint out,
     cdef bint ok
     if elem == INT64:
         ok = _is_type(v, b"lq", 8)
+    elif elem == ROWS and a.dtype == XENT_DTYPE_F16:
+        ok = _is_type(v, b"e", 2)
+    elif elem == ROWS and a.dtype == XENT_DTYPE_BF16:
+        ok = _is_type(v, b"H", 2)
     elif a.dtype == XENT_DTYPE_F64:
         ok = _is_type(v, b"d", 8)
     else:
@@ -292,9 +305,9 @@ def rows(str op, x, out, int n_threads):
         raise ValueError(f"unknown rows kernel {op!r}")
     a.n = 0
     try:
-        _open(&a, x, &c.n_rows, &c.n_cols)
+        _open(&a, x, &c.n_rows, &c.n_cols, True)
         c.x = a.views[0].buf
-        c.out = _array(&a, out, FLOATING,
+        c.out = _array(&a, out, FLOATING if k == XENT_KERNEL_logsumexp_rows else ROWS,
                        c.n_rows if k == XENT_KERNEL_logsumexp_rows else c.n_rows * c.n_cols,
                        True, True)
         c.n_threads = n_threads
@@ -317,7 +330,7 @@ def ce_rows(x, target, q, weight, sample_weight, grad_rows, loss_rows, grad, CEO
     memset(&c, 0, sizeof(c))
     a.n = 0
     try:
-        _open(&a, x, &c.n_rows, &c.n_cols)
+        _open(&a, x, &c.n_rows, &c.n_cols, not nll)
         n, k = c.n_rows, c.n_cols
         if k == 0:
             raise ValueError("ce_rows: zero classes")
@@ -328,7 +341,9 @@ def ce_rows(x, target, q, weight, sample_weight, grad_rows, loss_rows, grad, CEO
         c.sample_weight = _array(&a, sample_weight, FLOATING, n, False)
         c.grad_rows = _array(&a, grad_rows, FLOATING, n, False)
         c.loss_rows = _doubles(&a, loss_rows, n)
-        c.grad = _array(&a, grad, FLOATING, n * k, True)
+        c.grad_f32 = (a.dtype == XENT_DTYPE_F16 or a.dtype == XENT_DTYPE_BF16) and (
+            grad is not None and grad.dtype.itemsize == 4)  # a float32 gradient of 16-bit logits
+        c.grad = _array(&a, grad, FLOATING if c.grad_f32 else ROWS, n * k, True)
         c.opt = opt.c
         c.n_threads = n_threads
         if n == 0:
@@ -467,7 +482,7 @@ def token_scores_rows(x, target, lse, entropy, logprob, rank, top_logprobs, top_
     memset(&c, 0, sizeof(c))
     a.n = 0
     try:
-        _open(&a, x, &c.n_rows, &c.n_cols)
+        _open(&a, x, &c.n_rows, &c.n_cols, True)
         n = c.n_rows
         if c.n_cols == 0 or not 0 <= k <= c.n_cols:
             raise ValueError("token_scores_rows: need 0 <= top_k <= C and C >= 1")
@@ -488,7 +503,7 @@ def token_scores_rows(x, target, lse, entropy, logprob, rank, top_logprobs, top_
         c.n_threads = n_threads
         if n == 0:
             return 0
-        return _run(XENT_KERNEL_token_scores_rows, a.dtype, &c, NULL)
+        return _run(XENT_KERNEL_token_scores_rows, a.dtype, &c, &c.scratch)
     finally:
         _close(&a)
 

@@ -73,6 +73,15 @@ static inline int xent_stream_output(const void *x, const void *out, int64_t n_r
     return out != NULL && out != x && n_rows * n_cols * (int64_t)itemsize > XENT_STREAM_MIN_BYTES;
 }
 
+/* Rows per block of 16-bit logits widened to float32 (xent_half.h): about
+ * XENT_HALF_BLOCK_ELEMS elements (64 KiB, it stays in L2), at least one row.
+ * Scratch: one block per thread. */
+#define XENT_HALF_BLOCK_ELEMS 16384
+static inline int64_t xent_half_block_rows(int64_t n_cols)
+{
+    return n_cols > 0 && n_cols < XENT_HALF_BLOCK_ELEMS ? XENT_HALF_BLOCK_ELEMS / n_cols : 1;
+}
+
 /* ECE scratch (xent_metrics.h): per row a confidence (double) and a bin (int64),
  * then per bin the sums of confidences and accuracies (double) and a count (int64). */
 #define XENT_ECE_SCRATCH_BYTES(n_rows, n_bins) ((size_t)(n_rows) * 16 + (size_t)(n_bins) * 24)

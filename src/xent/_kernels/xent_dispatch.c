@@ -22,10 +22,11 @@ static int xent_detect(void)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2"))
+        __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+        __builtin_cpu_supports("bmi2"))
         return XENT_SIMD_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("bmi2"))
+        __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2"))
         return XENT_SIMD_AVX2;
 #endif
     return XENT_SIMD_SCALAR;
@@ -57,14 +58,18 @@ int xent_simd_active(void)
     int64_t xent_##name##_##sfx##_scalar(call_type *call);  \
     int64_t xent_##name##_##sfx##_avx2(call_type *call);    \
     int64_t xent_##name##_##sfx##_avx512(call_type *call);
-#define XENT_PICK(name, sfx, call)                                            \
-    (level == XENT_SIMD_AVX512 ? xent_##name##_##sfx##_avx512(call)           \
-     : level == XENT_SIMD_AVX2 ? xent_##name##_##sfx##_avx2(call)             \
-                               : xent_##name##_##sfx##_scalar(call))
+#define XENT_PICK(name, sfx, ...)                                             \
+    (level == XENT_SIMD_AVX512 ? xent_##name##_##sfx##_avx512(__VA_ARGS__)    \
+     : level == XENT_SIMD_AVX2 ? xent_##name##_##sfx##_avx2(__VA_ARGS__)      \
+                               : xent_##name##_##sfx##_scalar(__VA_ARGS__))
+int64_t xent_half_run_f32_avx512(xent_kernel kernel, xent_dtype dtype, void *call);
+int64_t xent_half_run_f32_avx2(xent_kernel kernel, xent_dtype dtype, void *call);
 #else
 #define XENT_DECLARE(name, call_type, sfx) int64_t xent_##name##_##sfx##_scalar(call_type *call);
-#define XENT_PICK(name, sfx, call) xent_##name##_##sfx##_scalar(call)
+#define XENT_PICK(name, sfx, ...) xent_##name##_##sfx##_scalar(__VA_ARGS__)
 #endif
+/* 16-bit logits: the float32 kernels on widened blocks of rows (xent_half.h). */
+int64_t xent_half_run_f32_scalar(xent_kernel kernel, xent_dtype dtype, void *call);
 
 #define XENT_KERNEL(name, call_type) XENT_DECLARE(name, call_type, f32) XENT_DECLARE(name, call_type, f64)
 #include "xent_kernels.def"
@@ -75,6 +80,7 @@ int64_t xent_run(xent_kernel kernel, xent_dtype dtype, void *call)
 {
     const int level = xent_level >= 0 ? xent_level : xent_simd_active();
     (void)level; /* unused off x86 */
+    if (dtype == XENT_DTYPE_F16 || dtype == XENT_DTYPE_BF16) return XENT_PICK(half_run, f32, kernel, dtype, call);
     switch (kernel) {
 #define XENT_KERNEL(name, call_type)                                   \
     case XENT_KERNEL_##name:                                           \
@@ -96,9 +102,38 @@ static size_t xent_stream_rows_bytes(const void *x, const void *out, int64_t n_r
     return 2 * (size_t)n_threads * (size_t)n_cols * itemsize;
 }
 
+/* One block of widened rows per thread (xent_half.h). */
+static size_t xent_half_scratch_bytes(xent_kernel kernel, const void *call)
+{
+    int64_t n_cols;
+    int n_threads;
+    switch (kernel) {
+    case XENT_KERNEL_logsumexp_rows:
+    case XENT_KERNEL_softmax_rows:
+    case XENT_KERNEL_log_softmax_rows:
+        n_cols = ((const xent_rows_call *)call)->n_cols;
+        n_threads = ((const xent_rows_call *)call)->n_threads;
+        break;
+    case XENT_KERNEL_ce_rows:
+        n_cols = ((const xent_ce_call *)call)->n_cols;
+        n_threads = ((const xent_ce_call *)call)->n_threads;
+        break;
+    case XENT_KERNEL_token_scores_rows:
+        n_cols = ((const xent_scores_call *)call)->n_cols;
+        n_threads = ((const xent_scores_call *)call)->n_threads;
+        break;
+    default:
+        return 0;
+    }
+    if (n_cols <= 0) return 0;
+    return (size_t)(n_threads > 1 ? n_threads : 1) * (size_t)(xent_half_block_rows(n_cols) * n_cols) *
+           sizeof(float);
+}
+
 size_t xent_scratch_bytes(xent_kernel kernel, xent_dtype dtype, const void *call)
 {
     const size_t item = dtype == XENT_DTYPE_F64 ? sizeof(double) : sizeof(float);
+    if (dtype == XENT_DTYPE_F16 || dtype == XENT_DTYPE_BF16) return xent_half_scratch_bytes(kernel, call);
     switch (kernel) {
     case XENT_KERNEL_softmax_rows: {
         const xent_rows_call *c = (const xent_rows_call *)call;

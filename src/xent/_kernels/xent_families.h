@@ -7,3 +7,4 @@
 #include "xent_ce.h"
 #include "xent_scores.h"
 #include "xent_testing.h"
+#include "xent_half.h" /* after the families it runs */

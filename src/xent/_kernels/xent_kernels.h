@@ -22,7 +22,15 @@
 
 /* ------------------------------------------------------------------ enums */
 
-typedef enum { XENT_DTYPE_F32 = 0, XENT_DTYPE_F64 = 1 } xent_dtype;
+/* F16 / BF16: the (n_rows, n_cols) arrays of the call (logits, softmax output,
+ * gradient) hold 16-bit floats and every other array is float32 (xent_half.h);
+ * only logsumexp, softmax, log_softmax, ce_rows and token_scores take them. */
+typedef enum {
+    XENT_DTYPE_F32 = 0,
+    XENT_DTYPE_F64 = 1,
+    XENT_DTYPE_F16 = 2,
+    XENT_DTYPE_BF16 = 3
+} xent_dtype;
 
 typedef enum {
     XENT_SIMD_SCALAR = 0,
@@ -79,6 +87,7 @@ typedef struct {
     xent_ce_options opt;
     double *loss_rows;         /* OUT (n_rows,) */
     void *grad;                /* OUT (n_rows, n_cols), may be x; NULL for the loss only */
+    int grad_f32;              /* 16-bit logits only: grad is float32, not x's type */
     void *scratch;
     double total, denom;       /* OUT sum of the row losses, the mean's denominator */
     int n_threads;
@@ -183,6 +192,7 @@ typedef struct {
     int64_t *rank;          /* OUT (n_rows,), NULL without target */
     void *top_logprobs;     /* OUT (n_rows, top_k), NULL if top_k == 0 */
     int64_t *top_indices;   /* OUT (n_rows, top_k), NULL if top_k == 0 */
+    void *scratch;          /* 16-bit logits only (xent_half.h) */
     int n_threads;
 } xent_scores_call;
 

@@ -8,19 +8,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xent._cross_entropy import _cross_entropy
-
+from .._cross_entropy import _cross_entropy
 from ._common import (
     PLAIN_DTYPES,
     check_floating,
     check_not_differentiable,
     check_tensor,
     compute_dtype,
+    loss_tensor,
     plain_call,
     reduction_arg,
 )
 from ._common import to_numpy as _np
 from ._engine import Kind, Saved, register, run_loss
+from ._half import from_numpy as half_from_numpy
 from ._layout import (
     class_target,
     class_weight,
@@ -113,6 +114,20 @@ class _CrossEntropy(Kind):
     def raise_value_error(self, exc, x, target, opts):
         if isinstance(exc, IndexError) and not target.dtype.is_floating_point:
             raise target_out_of_bounds(target, x.shape[-1], opts.ignore_index) from None
+
+    half_native = True
+
+    def half_kernel(self, xh, dtype, target, w1, w2, o, *, grad):
+        g = torch.empty(xh.shape, dtype=torch.float32) if grad else None
+        try:
+            loss, _ = _cross_entropy(
+                xh, _np(target), _np(w1), o.ignore_index, o.reduction, o.label_smoothing,
+                o.z_loss, o.softcap, None, o.num_threads, grad, 1.0,
+                None if g is None else g.numpy(), grad_dtype=np.float32)
+        except (IndexError, ValueError) as exc:
+            self.raise_value_error(exc, xh, target, o)
+            raise
+        return (half_from_numpy(loss) if loss.ndim else loss_tensor(loss, dtype)), g
 
     def keeps_input(self, opts) -> bool:
         return opts.softcap is not None

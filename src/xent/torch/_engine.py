@@ -49,6 +49,7 @@ from ._common import (
     loss_tensor,
     needs_autograd,
 )
+from ._half import half_numpy
 
 _OPTION_TYPES = {"int": "int", "float": "float", "str": "str", "bool": "bool",
                  "int | None": "int?", "float | None": "float?"}
@@ -97,6 +98,7 @@ class Kind:
     weights: tuple = ()
     options: type
     target_differentiable = False
+    half_native = False  # reads float16/bfloat16 logits zero-copy (half_kernel)
     function: type  # the autograd.Functions, set by register()
     func_function: type
     inplace_function: type
@@ -127,6 +129,11 @@ class Kind:
             self.raise_value_error(exc, x, target, opts)
             raise
         return loss_tensor(loss, x.dtype), (x if in_place else torch.from_numpy(g))
+
+    def half_kernel(self, xh, dtype, target, w1, w2, opts, *, grad: bool):
+        """As :meth:`kernel` on the NumPy view `xh` of a float16/bfloat16 tensor of
+        `dtype` (kinds with ``half_native``): the loss in `dtype`, G in float32."""
+        raise NotImplementedError
 
     # ---------------------------------------------------------- second order
     def keeps_input(self, opts) -> bool:
@@ -168,11 +175,17 @@ class Kind:
 
 def fused_call(kind: Kind, x, target, w1, w2, opts):
     """``(loss, G)`` with G in a new buffer (the private copy of `x`, if one is made)."""
+    xh = half_numpy(x) if kind.half_native else None
+    if xh is not None:
+        return kind.half_kernel(xh, x.dtype, target, w1, w2, opts, grad=True)
     xc, copied = as_compute(x)
     return kind.kernel(xc, target, w1, w2, opts, grad=True, in_place=copied)
 
 
 def loss_call(kind: Kind, x, target, w1, w2, opts) -> torch.Tensor:
+    xh = half_numpy(x) if kind.half_native else None
+    if xh is not None:
+        return kind.half_kernel(xh, x.dtype, target, w1, w2, opts, grad=False)[0]
     xc, _ = as_compute(x)
     return kind.kernel(xc, target, w1, w2, opts)[0]
 
