@@ -44,6 +44,9 @@ def main(argv=None) -> None:
     p.add_argument("--threads", action="store_true", help="processes=False workers")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--passes", type=int, default=4)
+    p.add_argument("--chunk-rows", type=int, default=0,
+                   help="rows per Dask chunk (default N/8); larger chunks amortise "
+                        "Dask's cost per task")
     a = p.parse_args(argv)
 
     import dask
@@ -54,7 +57,7 @@ def main(argv=None) -> None:
 
     n, v, d = (1024, 4096, 64) if a.quick else (4096, 16384, 128)
     k = 2 if a.quick else a.passes
-    chunk = n // 8
+    chunk = a.chunk_rows or n // 8
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, v), dtype=np.float32)
     h = rng.standard_normal((n, d), dtype=np.float32)
