@@ -1,6 +1,6 @@
 """One rank of tests/test_vocab_parallel.py: gloo on 127.0.0.1, results to an .npz file.
 
-Usage: python _vocab_parallel_child.py RANK PORT OUT_DIR {full|pairs}
+Usage: python _vocab_parallel_child.py RANK PORT OUT_DIR {full|pairs} [WORLD (3 or 2)]
 Every rank builds the same full logits (seeded), keeps its uneven vocabulary slice,
 and runs the case list of :func:`cases` (shared with the parent, which compares them
 with single-process xent).
@@ -113,19 +113,23 @@ def run_world(rank: int, world: int, group, full: bool, out: dict) -> None:
             out[pre + "error/" + key] = np.array(type(exc).__name__)
 
 
-def main(rank: int, port: int, out_dir: str, full: bool) -> None:
-    """Three ranks: the default group (3 slices), then ranks 0-1 as a subgroup (2 slices)."""
+def main(rank: int, port: int, out_dir: str, full: bool, world: int = 3) -> None:
+    """Three ranks: the default group (3 slices), then ranks 0-1 as a subgroup (2 slices);
+    two ranks: the default group (2 slices)."""
     import torch
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=3)
-    pair = dist.new_group([0, 1])  # every rank takes part in creating it
+                            world_size=world)
     out: dict = {}
-    run_world(rank, 3, None, full, out)
-    if rank < 2:
-        run_world(rank, 2, pair, full, out)
+    if world == 3:
+        pair = dist.new_group([0, 1])  # every rank takes part in creating it
+        run_world(rank, 3, None, full, out)
+        if rank < 2:
+            run_world(rank, 2, pair, full, out)
+    else:
+        run_world(rank, world, None, full, out)
     dist.barrier()
     dist.destroy_process_group()
     np.savez(os.path.join(out_dir, f"rank{rank}.npz"), **out)
@@ -134,4 +138,5 @@ def main(rank: int, port: int, out_dir: str, full: bool) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] == "full")
+    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] == "full",
+         int(sys.argv[5]) if len(sys.argv) > 5 else 3)

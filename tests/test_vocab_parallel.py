@@ -1,6 +1,6 @@
 """xent.torch.vocab_parallel_cross_entropy: 2 and 3 gloo ranks against single-process xent.
 
-The multi-process test starts three ranks as subprocesses (tests/_vocab_parallel_child.py,
+The multi-process tests start three ranks, and two, as subprocesses (tests/_vocab_parallel_child.py,
 gloo on 127.0.0.1, a free port), which run over a vocabulary of 507 split unevenly in
 three, then in two on a subgroup of ranks 0 and 1 (the `group` argument); each runs the
 cross-entropy option cases (every pair of options in all on/off states; every
@@ -44,20 +44,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_ranks(tmp_path, full: bool) -> list[dict]:
-    """Start the three ranks (they also test 2 ranks, as a subgroup); their results."""
+def _run_ranks(tmp_path, full: bool, world: int = 3) -> list[dict]:
+    """Start `world` ranks (three also test 2 ranks, as a subgroup); their results."""
     port = _free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([os.path.dirname(__file__),
                                            os.environ.get("PYTHONPATH", "")]))
     procs = [subprocess.Popen([sys.executable, _CHILD, str(r), str(port), str(tmp_path),
-                               "full" if full else "pairs"], env=env,
+                               "full" if full else "pairs", str(world)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-             for r in range(3)]
+             for r in range(world)]
     logs = [p.communicate(timeout=300)[0].decode() for p in procs]
     for p, log in zip(procs, logs):
         assert p.returncode == 0, log
-    return [dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(3)]
+    return [dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(world)]
 
 
 @pytest.fixture(scope="module", params=[False, pytest.param(True, marks=pytest.mark.slow)],
@@ -86,6 +86,15 @@ def _close(actual, desired, dtype):
 @pytest.mark.parametrize("world", [2, 3])
 def test_ranks_match_single_process(world, ranks):
     full, results = ranks
+    _check_world(world, full, results)
+
+
+def test_two_processes_match_single_process(tmp_path):
+    # a world of two processes on the default group (the test above: two of three ranks)
+    _check_world(2, False, _run_ranks(tmp_path, False, world=2))
+
+
+def _check_world(world, full, results):
     slices = child.bounds(world)
     assert slices[-1][1] == child.V and len({hi - lo for lo, hi in slices}) == world
     for name, opts in child.cases(full):
