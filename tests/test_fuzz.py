@@ -113,6 +113,12 @@ def conv(x):
     return dt, np.asarray(x, dtype=dt).astype(np.float64)
 
 
+def result_dtype(x):
+    """The dtype of xent's array results: the input's (16-bit included); scalars: conv."""
+    x = np.asarray(x)
+    return x.dtype if x.dtype == np.float16 else conv(x)[0]
+
+
 # ---------------------------------------------------------------------------- checking
 
 
@@ -134,7 +140,12 @@ def assert_unmodified(snap):
 
 
 def check_close(actual, expected, dtype, what="", summands=None):
-    """API.md's tolerance; a reduction's absolute part is scaled by its largest summand."""
+    """API.md's tolerance; a reduction's absolute part is scaled by its largest summand.
+    16-bit results are compared with the reference rounded to 16 bits (beyond the
+    range: inf)."""
+    if np.dtype(dtype).itemsize == 2:
+        with np.errstate(over="ignore"):
+            expected = np.asarray(expected).astype(dtype).astype(np.float64)
     scale = None
     if summands is not None:
         fin = np.isfinite(summands)
@@ -387,7 +398,7 @@ def apply_class_fault(case, family):
         case["grad_output"] = np.ones(lead + (2,))
         return ValueError
     if fault.startswith("out_") and case["form"] != "loss":
-        cdt = conv(x)[0]
+        cdt = result_dtype(x)
         good = np.empty(x.shape, dtype=cdt)
         if fault == "out_shape":
             case["out"] = np.empty(x.shape + (1,), dtype=cdt)
@@ -422,12 +433,13 @@ def test_fuzz_class_losses(family, data):
     if "out" in case:
         kw["out"] = case["out"]
     elif form != "loss" and case["out_kind"] == "fresh" and expect_exc is None:
-        kw["out"] = np.full(x.shape, 5.0, dtype=conv(x)[0])
+        kw["out"] = np.full(x.shape, 5.0, dtype=result_dtype(x))
     if expect_exc is not None:
         run(fn, args, kw, expect_exc, None, simd)
         return
 
     cdt, x64 = conv(x)
+    rdt = result_dtype(x)  # array results (gradients, "none" losses)
     keys = {"ignore_index"} | set(CLASS_FAMILIES[family]) - {"soft"}
     rkw = {k: v for k, v in kw.items() if k in keys}
     t_ref = np.asarray(t, dtype=cdt) if case["soft"] else t  # soft targets: logits' dtype
@@ -439,17 +451,17 @@ def test_fuzz_class_losses(family, data):
 
     def check_loss(loss):
         if red == "none":
-            assert isinstance(loss, np.ndarray) and loss.dtype == cdt
-            check_close(loss, exp_loss, cdt, f"{name} loss")
+            assert isinstance(loss, np.ndarray) and loss.dtype == rdt
+            check_close(loss, exp_loss, rdt, f"{name} loss")
         else:
             check_scalar_dtype(loss, cdt)
             check_close(loss, exp_loss, cdt, f"{name} loss", summands)
 
     def check_grad(g):
-        assert isinstance(g, np.ndarray) and g.dtype == cdt and g.shape == x.shape
+        assert isinstance(g, np.ndarray) and g.dtype == rdt and g.shape == x.shape
         if "out" in kw:
             assert g is kw["out"]
-        check_close(g, exp_grad, cdt, f"{name} grad")
+        check_close(g, exp_grad, rdt, f"{name} grad")
         if not case["soft"] and t.size:  # ignored rows: exactly zero
             ign = np.asarray(t) == kw["ignore_index"]
             assert np.all(g[ign] == 0)
@@ -466,7 +478,7 @@ def test_fuzz_class_losses(family, data):
 
     run(fn, args, kw, None, check, simd)
 
-    if form == "and_grad" and case["out_kind"] == "inplace" and cdt == x.dtype:
+    if form == "and_grad" and case["out_kind"] == "inplace" and rdt == x.dtype:
         buf = np.array(x, copy=True)  # out=logits writes the gradient in place
         kw2 = {k: v for k, v in kw.items() if k != "out"}
         loss, g = fn(buf, t, out=buf, **kw2)
@@ -653,7 +665,7 @@ def test_fuzz_elementwise(family, shape, dtype, lay, seed, form, reduction, faul
     elif fault == "temperature" and kl:
         kw["temperature"], expect_exc = [0.0, -1.0][opt % 2], ValueError
     elif fault in ("out_shape", "out_readonly") and form != "loss":
-        cdt = conv(x)[0]
+        cdt = result_dtype(x)
         kw["out"] = (np.empty(shape + (1,), dtype=cdt) if fault == "out_shape"
                      else layout(np.empty(shape, dtype=cdt), "readonly"))
         expect_exc = ValueError
@@ -667,6 +679,7 @@ def test_fuzz_elementwise(family, shape, dtype, lay, seed, form, reduction, faul
         return
 
     cdt, x64 = conv(x)
+    rdt = result_dtype(x)  # array results (gradients, "none" losses)
     y64 = np.asarray(y, dtype=cdt).astype(np.float64)
     summands = ref.rows(family, x64, y64, **rkw).loss
     exp_loss, exp_grad = getattr(ref, family + "_and_grad")(
@@ -678,14 +691,14 @@ def test_fuzz_elementwise(family, shape, dtype, lay, seed, form, reduction, faul
         grad = res if form == "grad" else (res[1] if form == "and_grad" else None)
         if loss is not None:
             if reduction == "none":
-                assert isinstance(loss, np.ndarray) and loss.dtype == cdt
-                check_close(loss, exp_loss, cdt, family)
+                assert isinstance(loss, np.ndarray) and loss.dtype == rdt
+                check_close(loss, exp_loss, rdt, family)
             else:
                 check_scalar_dtype(loss, cdt)
                 check_close(loss, exp_loss, cdt, family, summands)
         if grad is not None:
-            assert isinstance(grad, np.ndarray) and grad.dtype == cdt
-            check_close(grad, exp_grad, cdt, family + " grad")
+            assert isinstance(grad, np.ndarray) and grad.dtype == rdt
+            check_close(grad, exp_grad, rdt, family + " grad")
 
     run(fn, args, kw, None, check, simd)
 

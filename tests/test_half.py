@@ -241,10 +241,51 @@ def test_errors_and_converted_functions(hdt):
         xent.cross_entropy_grad(x, t, out=np.empty((4, 5), np.float32))
     with pytest.raises(IndexError):
         xent.cross_entropy(x, np.array([0, 1, 5, 3]))
-    # the other losses convert 16-bit logits to float32 and return float32
-    loss, grad = xent.focal_loss_and_grad(x, t)
-    assert grad.dtype == np.float32 and type(loss) is np.float32
-    assert xent.nll_loss_grad(x, t).dtype == np.float32
+    with pytest.raises(ValueError, match="dtype"):  # the converted losses check out= too
+        xent.focal_loss_grad(x, t, out=np.empty((4, 5), np.float32))
+
+
+# The losses without a 16-bit kernel: computed in float32 from the 16-bit values, array
+# results rounded once to the input dtype, scalars float32.
+CONVERTED = {
+    "focal_loss": (lambda x, t: (t,), {"gamma": 2.0}),
+    "nll_loss": (lambda x, t: (t,), {}),
+    "binary_cross_entropy_with_logits": (lambda x, t: (np.tanh(x.astype(np.float32)) ** 2,),
+                                         {}),
+    "sigmoid_focal_loss": (lambda x, t: ((x.astype(np.float32) > 0).astype(np.float32),), {}),
+    "kl_div_with_logits": (lambda x, t: (np.flip(x.astype(np.float32), -1).copy(),), {}),
+}
+
+
+@pytest.mark.parametrize("name", list(CONVERTED))
+def test_converted_losses_round_arrays_to_the_input_dtype(hdt, name):
+    rng = np.random.default_rng(3)
+    x = logits(rng, (6, 9), hdt)
+    if name == "nll_loss":
+        x = (x.astype(np.float32) - 3.0).astype(hdt)  # log-probability-like values
+    t = targets(rng, 6, 9)
+    extra, kw = CONVERTED[name]
+    args = (x, *extra(x, t))
+    f32 = (x.astype(np.float32), *args[1:])
+    loss = getattr(xent, name)(*args, **kw, reduction="none")
+    ref_loss = getattr(xent, name)(*f32, **kw, reduction="none")
+    assert loss.dtype == hdt
+    np.testing.assert_array_equal(loss, ref_loss.astype(hdt))  # one rounding of float32
+    kw = {**kw, "reduction": "sum"}
+    grad = getattr(xent, name + "_grad")(*args, **kw)
+    ref_grad = getattr(xent, name + "_grad")(*f32, **kw)
+    assert grad.dtype == hdt
+    np.testing.assert_array_equal(grad, ref_grad.astype(hdt))
+    total, g2 = getattr(xent, name + "_and_grad")(*args, **kw)
+    assert type(total) is np.float32
+    assert total == getattr(xent, name)(*f32, **kw)
+    np.testing.assert_array_equal(g2, grad)
+    out = np.empty_like(x)
+    assert getattr(xent, name + "_grad")(*args, **kw, out=out) is out
+    np.testing.assert_array_equal(out, grad)
+    y = x.copy()  # in place: out is the logits themselves
+    assert getattr(xent, name + "_grad")(y, *args[1:], **kw, out=y) is y
+    np.testing.assert_array_equal(y, grad)
 
 
 # ------------------------------------------------------------------------------ PyTorch

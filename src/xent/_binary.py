@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._docs import fill_doc
+from ._half import in_float32
 from ._kernels import _core
 from ._threads import _resolve
 from ._validation import (
@@ -129,6 +130,9 @@ def _binary(op, logits, target, weight, pos_weight, alpha, gamma, reduction, num
     return loss, finish_output(dest, out) if want_grad else None
 
 
+_binary = in_float32(_binary, logits_at=1)
+
+
 # --------------------------------------------------------------------------- BCE with logits
 
 def binary_cross_entropy_with_logits(
@@ -150,7 +154,8 @@ def binary_cross_entropy_with_logits(
     Parameters
     ----------
     logits : array_like
-        Real floating-point scores of any shape (float16 computes in float32).
+        Real floating-point scores of any shape (float16/bfloat16: computed in
+        float32, array results rounded once to the input dtype).
     target : array_like
         Targets of the same shape (floating or integer; usually in [0, 1]).
     weight : array_like, optional

@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._docs import PIECES, fill_doc
-from ._half import compute_dtype, is_bfloat16, kernel_array
+from ._half import compute_dtype, in_float32, is_bfloat16, kernel_array
 from ._kernels import _core
 from ._threads import DEFAULT as _DEFAULT_THREADS
 from ._threads import _resolve
@@ -397,6 +397,9 @@ reduction : {"mean", "sum", "none"}, optional
 def _nll(log_probs, target, weight, ignore_index, reduction, num_threads, **grad):
     return _cross_entropy(log_probs, target, weight, ignore_index, reduction, 0.0, 0.0, None,
                           None, num_threads, nll=True, name="log_probs", **grad)
+
+
+_nll = in_float32(_nll, out_keyword=True)
 
 
 def nll_loss(

@@ -6,6 +6,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._docs import fill_doc
+from ._half import in_float32
 from ._kernels import _core
 from ._threads import _resolve
 from ._validation import (
@@ -52,6 +53,9 @@ def _kl(student, teacher, temperature, reduction, num_threads, want_loss, grad_o
     return loss, finish_output(dest, out) if want_grad else None
 
 
+_kl = in_float32(_kl)
+
+
 def kl_div_with_logits(
     student_logits: ArrayLike,
     teacher_logits: ArrayLike,
@@ -70,7 +74,8 @@ def kl_div_with_logits(
     ----------
     student_logits : array_like, shape (..., C)
         Student scores (the gradient is taken with respect to these).
-        float32/float64 natively, float16 in float32.
+        float32/float64 natively; float16/bfloat16 in float32, array results
+        rounded once to the input dtype.
     teacher_logits : array_like, shape (..., C)
         Teacher scores, same shape (converted to the student's dtype).
     temperature : float, optional

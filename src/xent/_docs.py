@@ -26,7 +26,8 @@ logits : array_like of shape (..., C)
     computed natively.  float16 and ``ml_dtypes.bfloat16`` are read as they are by
     the ``cross_entropy`` functions (math in float32; the gradient and
     ``"none"`` losses in the input dtype, within 1 ulp; ``"mean"``/``"sum"`` a
-    float32 scalar) and converted to float32 by the other losses.""",
+    float32 scalar); the other losses compute them in float32 and round their
+    gradient and ``"none"`` losses once to the input dtype.""",
     "class_target": """\
 target : array_like of int, shape ``logits.shape[:-1]``
     Class indices in ``[0, C)`` or `ignore_index` (any integer dtype; floating
@@ -35,8 +36,7 @@ target : array_like of int, shape ``logits.shape[:-1]``
     "out_grad": """\
 out : ndarray, optional
     Buffer for the gradient: a C-contiguous, writable array of the first argument's
-    shape and the gradient's dtype (the input's; float32 where 16-bit input is
-    converted).  Passing the first argument itself (e.g.
+    shape and dtype (16-bit logits: a 16-bit `out`).  Passing the first argument itself (e.g.
     ``out=logits``) writes the gradient in place.""",
     # grad_output of the row losses (one loss per row of (..., C) logits).
     "grad_output_rows": """\

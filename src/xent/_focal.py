@@ -6,6 +6,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._docs import fill_doc
+from ._half import in_float32
 from ._kernels import _core
 from ._threads import _resolve
 from ._validation import (
@@ -53,6 +54,9 @@ def _focal(logits, target, gamma, alpha, ignore_index, reduction, num_threads,
         raise_target_error(t, c, ign)
     loss = reduce_loss(rows, total, count, red, dt) if want_loss else None
     return loss, finish_output(dest, out) if want_grad else None
+
+
+_focal = in_float32(_focal)
 
 
 def focal_loss(
