@@ -56,6 +56,13 @@ XENT_INLINE int xent_team_size(void) { return 1; }
  */
 #define XENT_PREFETCH_MAX_ROW_BYTES (256 * 1024)
 
+/* Rows shorter than this prefetch the row this many bytes ahead instead of the
+   next one (row_prefetch_target): a row of a few hundred bytes is processed in
+   less time than memory takes to deliver the next. */
+#ifndef XENT_PREFETCH_MIN_BYTES
+#define XENT_PREFETCH_MIN_BYTES 4096
+#endif
+
 /* Status codes returned by kernels: 0 or a positive count of bad entries. */
 #define XENT_OK 0
 

@@ -97,7 +97,7 @@ int64_t XENT_FN(xent_focal_rows)(xent_focal_call *c)
             ++lost;
             continue;
         }
-        row_max_sumexp(xr, n_cols, &m, &s);
+        row_max_sumexp(xr, n_cols, row_prefetch_target(x, i, n_rows, n_cols), &m, &s);
         xt = xr[ti];
         q = (double)(xt - m) - log(s); /* log p_t, PyTorch's log_softmax ordering */
         if (q > -0.6931471805599453 && xt == m) {

@@ -59,7 +59,7 @@ int64_t XENT_FN(xent_ece_rows)(xent_ece_call *c)
             row_conf[i] = 0.0;
             continue;
         }
-        row_max_sumexp(xr, n_cols, &m, &ssum);
+        row_max_sumexp(xr, n_cols, row_prefetch_target(x, i, n_rows, n_cols), &m, &ssum);
         conf = 1.0 / ssum;
         row_conf[i] = conf;
         if (!(conf == conf)) {

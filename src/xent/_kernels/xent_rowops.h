@@ -67,7 +67,8 @@ XENT_INLINE XENT_T row_max_chunks(const XENT_T *XENT_RESTRICT x, int64_t n, XENT
     int64_t c0;
     for (c0 = 0; c0 < n; c0 += XENT_CHUNK) {
         const int64_t len = (c0 + XENT_CHUNK < n) ? XENT_CHUNK : n - c0;
-        const XENT_T c = row_max_ex(x + c0, len, cap);
+        /* a literal 0 when not capping: the capped loop's registers would spill */
+        const XENT_T c = cap > 0 ? row_max_ex(x + c0, len, cap) : row_max_ex(x + c0, len, 0);
         if (cm) cm[c0 / XENT_CHUNK] = c;
         m = xv_max(m, xv_set1(c));
     }
@@ -261,9 +262,12 @@ XENT_INLINE double row_sumexp(const XENT_T *x, int64_t n, XENT_T m, XENT_T *e,
 
 /*
  * One pass over memory: running max and sum of exp(x - max), chunk by chunk
- * (the chunk is re-read from L1 for the exponentials).
+ * (the chunk is re-read from L1 for the exponentials).  `next` (may be NULL) is
+ * the row to be read after this one: its start is prefetched while the last
+ * chunk is exponentiated, so that rows of a few chunks do not wait for memory.
  */
-XENT_INLINE void row_max_sumexp(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T *m_out, double *s_out)
+XENT_INLINE void row_max_sumexp(const XENT_T *XENT_RESTRICT x, int64_t n, const XENT_T *next,
+                                XENT_T *m_out, double *s_out)
 {
     XENT_T m = xent_neg_inf();
     double s = 0.0;
@@ -280,8 +284,8 @@ XENT_INLINE void row_max_sumexp(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T
             if (row_has_nan(x + c0, len)) s = (double)NAN;
             continue;
         }
-        /* prefetch the next chunk while this one is exponentiated from L1 */
-        s += row_sumexp_ex(x + c0, len, m, NULL, NULL, NULL, 0, c0 + len < n ? x + c0 + len : NULL, NULL, NULL);
+        /* prefetch the next chunk (or row) while this one is exponentiated from L1 */
+        s += row_sumexp_ex(x + c0, len, m, NULL, NULL, NULL, 0, c0 + len < n ? x + c0 + len : next, NULL, NULL);
     }
     *m_out = m;
     *s_out = s;
@@ -448,11 +452,19 @@ XENT_INLINE void rows_block_store(XENT_T *gb, int64_t C, int64_t nr, xv *cols)
         }
 }
 
-/* Next row to prefetch while processing row r of n_rows (NULL if none or rows too long). */
+/*
+ * The row to prefetch while processing row r of n_rows (NULL past the end): the
+ * next one, or for rows shorter than XENT_PREFETCH_MIN_BYTES the first row at
+ * least that many bytes ahead, so that memory has time to answer before the row
+ * is read.  Callers prefetch as many elements as they process.
+ */
 XENT_INLINE const XENT_T *row_prefetch_target(const XENT_T *x, int64_t r, int64_t n_rows, int64_t n_cols)
 {
-    (void)n_cols;
-    return r + 1 < n_rows ? x + (r + 1) * n_cols : NULL;
+    const int64_t row_bytes = n_cols * (int64_t)sizeof(XENT_T);
+    int64_t ahead;
+    if (row_bytes <= 0) return NULL;
+    ahead = row_bytes >= XENT_PREFETCH_MIN_BYTES ? 1 : (XENT_PREFETCH_MIN_BYTES + row_bytes - 1) / row_bytes;
+    return r + ahead < n_rows ? x + (r + ahead) * n_cols : NULL;
 }
 
 /* Prefetch pointer for the chunk starting at element c0 of the next row: only the

@@ -182,16 +182,22 @@ static void xs_heap_sort(XENT_T *hv, int64_t *hi, int64_t k)
  * log S = log1p(Q) accurate to relative precision for confident rows (S near 1).
  * `has_max` (a literal at each call) is 0 for a chunk whose maximum is below m:
  * it has no element equal to m, and the comparisons are skipped (same sums).
+ * `prefetch` (or NULL): n elements to bring into L2 alongside.
  */
 #define XS_HAS_MAX_FLAG 1
 XENT_INLINE void xs_sumexp_ent(const XENT_T *XENT_RESTRICT s, int64_t n, XENT_T m, double *Q, double *E,
-                               double *W, const int has_max)
+                               double *W, const int has_max, const XENT_T *prefetch)
 {
     const xv vm = xv_set1(m), lo = xv_set1((XENT_T)XENT_EXP_LO), one = xv_set1((XENT_T)1), zero = xv_zero();
     xv a0 = zero, a1 = zero, b0 = zero, b1 = zero, c0 = zero;
     int64_t i = 0;
     for (; i + 2 * XV_N <= n; i += 2 * XV_N) {
         const xv s0 = xv_loadu(s + i), s1 = xv_loadu(s + i + XV_N);
+        if (prefetch) { /* what is read next, while this is compute-bound in L1 */
+            int off;
+            for (off = 0; off < (int)(2 * XV_N * sizeof(XENT_T)); off += 64)
+                XENT_PREFETCH_L2((const char *)(prefetch + i) + off);
+        }
         const xv d0 = xv_sub(s0, vm), d1 = xv_sub(s1, vm);
         const xv e0 = xv_exp_le0(d0), e1 = xv_exp_le0(d1);
         if (has_max) {
@@ -233,13 +239,14 @@ typedef struct {
 #define XS_OUT XENT_CAT2(xs_row_out, XENT_SFX)
 
 /*
- * One row x[0..n) (n >= 1).  `t` is a valid target index or -1; the flags are
+ * One row x[0..n) (n >= 1); `next` (or NULL) is prefetched while its last chunk
+ * is exponentiated (row_prefetch_target).  `t` is a valid target index or -1; the flags are
  * compile-time constants at every call site (the compiler specialises the loop).
  * hv/hi: k slots of the caller's top-k output rows, used as the heap.
  * sbuf: XENT_CHUNK elements of stack scratch for the scaled chunk (when T != 1).
  */
-XENT_INLINE XS_OUT xs_row(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T T, int64_t t, XENT_T *hv,
-                          int64_t *hi, int64_t k, XENT_T *XENT_RESTRICT sbuf, const int scaled,
+XENT_INLINE XS_OUT xs_row(const XENT_T *XENT_RESTRICT x, int64_t n, const XENT_T *next, XENT_T T, int64_t t,
+                          XENT_T *hv, int64_t *hi, int64_t k, XENT_T *XENT_RESTRICT sbuf, const int scaled,
                           const int do_rank, const int do_topk)
 {
     XS_OUT r;
@@ -321,8 +328,9 @@ XENT_INLINE XS_OUT xs_row(const XENT_T *XENT_RESTRICT x, int64_t n, XENT_T T, in
         }
         /* all -inf so far (S = W = 0 stay exact) or +inf (rare path below) */
         if (XENT_LIKELY(isfinite(m))) {
-            if (cm < m) xs_sumexp_ent(src, len, m, &Q, &E, &W, 0);
-            else xs_sumexp_ent(src, len, m, &Q, &E, &W, 1);
+            const XENT_T *pf = c0 + len < n ? xc + len : next;
+            if (cm < m) xs_sumexp_ent(src, len, m, &Q, &E, &W, 0, pf);
+            else xs_sumexp_ent(src, len, m, &Q, &E, &W, 1, pf);
         }
     }
     if (do_topk && hi[0] == XS_EMPTY) xs_fill_neginf(x, n, T, scaled, hv, hi, k);
@@ -371,7 +379,7 @@ int64_t XENT_FN(xent_token_scores_rows)(xent_scores_call *c)
     if (n_cols <= 0) return XENT_OK;
     XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1) reduction(+:bad))
     for (i = 0; i < n_rows; ++i) {
-        const XENT_T *xr = x + i * n_cols;
+        const XENT_T *xr = x + i * n_cols, *next = row_prefetch_target(x, i, n_rows, n_cols);
         XENT_T *hv = k ? top_logprobs + i * k : NULL;
         int64_t *hi = k ? c->top_indices + i * k : NULL;
         int64_t t = -1;
@@ -385,14 +393,14 @@ int64_t XENT_FN(xent_token_scores_rows)(xent_scores_call *c)
             }
         }
         switch ((scaled ? 4 : 0) | (t >= 0 ? 2 : 0) | (k > 0 ? 1 : 0)) {
-        case 0: r = xs_row(xr, n_cols, T, t, hv, hi, k, sbuf, 0, 0, 0); break;
-        case 1: r = xs_row(xr, n_cols, T, t, hv, hi, k, sbuf, 0, 0, 1); break;
-        case 2: r = xs_row(xr, n_cols, T, t, hv, hi, k, sbuf, 0, 1, 0); break;
-        case 3: r = xs_row(xr, n_cols, T, t, hv, hi, k, sbuf, 0, 1, 1); break;
-        case 4: r = xs_row(xr, n_cols, T, t, hv, hi, k, sbuf, 1, 0, 0); break;
-        case 5: r = xs_row(xr, n_cols, T, t, hv, hi, k, sbuf, 1, 0, 1); break;
-        case 6: r = xs_row(xr, n_cols, T, t, hv, hi, k, sbuf, 1, 1, 0); break;
-        default: r = xs_row(xr, n_cols, T, t, hv, hi, k, sbuf, 1, 1, 1); break;
+        case 0: r = xs_row(xr, n_cols, next, T, t, hv, hi, k, sbuf, 0, 0, 0); break;
+        case 1: r = xs_row(xr, n_cols, next, T, t, hv, hi, k, sbuf, 0, 0, 1); break;
+        case 2: r = xs_row(xr, n_cols, next, T, t, hv, hi, k, sbuf, 0, 1, 0); break;
+        case 3: r = xs_row(xr, n_cols, next, T, t, hv, hi, k, sbuf, 0, 1, 1); break;
+        case 4: r = xs_row(xr, n_cols, next, T, t, hv, hi, k, sbuf, 1, 0, 0); break;
+        case 5: r = xs_row(xr, n_cols, next, T, t, hv, hi, k, sbuf, 1, 0, 1); break;
+        case 6: r = xs_row(xr, n_cols, next, T, t, hv, hi, k, sbuf, 1, 1, 0); break;
+        default: r = xs_row(xr, n_cols, next, T, t, hv, hi, k, sbuf, 1, 1, 1); break;
         }
         lse[i] = r.lse;
         entropy[i] = r.ent;

@@ -13,12 +13,12 @@
 #include "xent_rowops.h"
 
 /* logsumexp of one row with torch's handling of non-finite maxima. */
-XENT_INLINE XENT_T xent_lse_row(const XENT_T *XENT_RESTRICT x, int64_t n)
+XENT_INLINE XENT_T xent_lse_row(const XENT_T *XENT_RESTRICT x, int64_t n, const XENT_T *next)
 {
     XENT_T m;
     double s;
     if (n == 0) return xent_neg_inf();
-    row_max_sumexp(x, n, &m, &s);
+    row_max_sumexp(x, n, next, &m, &s);
     if (XENT_LIKELY(isfinite(m))) return (XENT_T)((double)m + log(s));
     return row_has_nan(x, n) ? (XENT_T)NAN : m;
 }
@@ -35,7 +35,7 @@ XENT_INLINE void lse_small_block(const XENT_T *xb, int64_t C, int64_t nr, XENT_T
     xv_store_part(out, xv_add(m, xv_log(s)), nr);
     if (xm_any(xv_not_le(xv_abs(m), xv_set1((XENT_T)3.4e38)))) /* a non-finite max: torch's rules */
         for (k = 0; k < nr; ++k)
-            if (!isfinite(out[k]) || !isfinite((double)out[k])) out[k] = xent_lse_row(xb + k * C, C);
+            if (!isfinite(out[k]) || !isfinite((double)out[k])) out[k] = xent_lse_row(xb + k * C, C, NULL);
 }
 
 /* out[i] = logsumexp of row i (xent_rows_call: out has n_rows elements). */
@@ -58,7 +58,7 @@ int64_t XENT_FN(xent_logsumexp_rows)(xent_rows_call *c)
         return XENT_OK;
     }
     XENT_PRAGMA_OMP(parallel for schedule(static) num_threads(nt) if(nt > 1))
-    for (i = 0; i < n_rows; ++i) out[i] = xent_lse_row(x + i * n_cols, n_cols);
+    for (i = 0; i < n_rows; ++i) out[i] = xent_lse_row(x + i * n_cols, n_cols, row_prefetch_target(x, i, n_rows, n_cols));
     return XENT_OK;
 }
 
